@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+/**
+ * reslens command line: parse → library → render. Results go to stdout, progress and
+ * diagnostics to stderr; exit 0 on success, 2 on bad usage or input, 1 on internal errors.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Interrupted, isUserError } from './errors.js';
+import { registerCommands } from './commands/index.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('reslens')
+    .description('Residual networks behave like ensembles of relatively shallow networks: lesion studies,\npath-length distributions and path-restricted gradients for ONNX ResNets (Veit et al. 2016).')
+    .version(pkg.version, '-V, --version')
+    .addOption(new Option('--debug', 'print stack traces for errors'))
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerCommands(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit 0; every parse error is bad usage.
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    if (e instanceof Interrupted) {
+      process.stderr.write(`reslens: ${e.message}\n`);
+      return 130;
+    }
+    if (isUserError(e)) {
+      process.stderr.write(`reslens: ${e.message}\n`);
+      if (debug) process.stderr.write(`${e.stack}\n`);
+      return 2;
+    }
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    process.stderr.write(`reslens: internal error: ${msg}${debug ? '' : ' (run with --debug for the stack trace; please report it)'}\n`);
+    if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+// Let stdout drain before exiting (large JSON to a pipe).
+process.stdout.write('', () => process.exit(code));

@@ -1,0 +1,7 @@
+/** Every subcommand, registered on one commander program. */
+import type { Command } from 'commander';
+import { registerInspect } from './inspect-cmd.js';
+
+export function registerCommands(program: Command): void {
+  registerInspect(program);
+}

@@ -1,0 +1,60 @@
+/** Where results go: stdout tables, JSON to stdout or to a file written atomically. */
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+
+export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
+  return !!stream.isTTY && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+}
+
+/** BigInt-safe JSON: bigints become decimal strings. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n';
+}
+
+/** Writes `text` to `file` via a temporary file and rename, refusing to replace a file unless `force`. */
+export function writeFileAtomic(file: string, text: string, force: boolean, flag = '--json'): void {
+  if (existsSync(file) && !force) {
+    throw new UserError(`${file}: already exists; pass --force to replace it or choose another ${flag} path`);
+  }
+  const dir = path.dirname(path.resolve(file));
+  if (!existsSync(dir)) throw new UserError(`${file}: folder ${dir} does not exist; create it first`);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+/** `--json` alone → stdout; `--json FILE` → FILE. Returns true when stdout was used. */
+export function emitJson(value: unknown, target: string | boolean | undefined, force: boolean): boolean {
+  if (target === undefined || target === false) return false;
+  const text = toJson(value);
+  if (target === true || target === '-') {
+    process.stdout.write(text);
+    return true;
+  }
+  writeFileAtomic(target, text, force);
+  process.stderr.write(`wrote ${target}\n`);
+  return false;
+}
+
+const SHORT: Record<string, string> = {
+  Conv: 'conv', BatchNormalization: 'bn', Relu: 'relu', Clip: 'clip', Add: 'add', Mul: 'mul', MaxPool: 'maxpool',
+  AveragePool: 'avgpool', GlobalAveragePool: 'gap', Gemm: 'fc', MatMul: 'matmul', Flatten: 'flatten', Reshape: 'reshape',
+  Identity: 'id', Dropout: 'dropout', Concat: 'concat',
+};
+
+/** "conv bn relu conv bn" → compact op list; grouped convs are not distinguishable here. */
+export function shortOps(ops: string[], max = 60): string {
+  const s = ops.map((o) => SHORT[o] ?? o.toLowerCase()).join(' ');
+  return s.length > max ? s.slice(0, max - 1) + '…' : s;
+}
+
+export function fmtShape(dims: number[] | undefined): string {
+  return dims ? dims.slice(1).join('×') : '?';
+}
+
+export function fmtCount(n: number): string {
+  if (n >= 1e6) return (n / 1e6).toFixed(2) + 'M';
+  if (n >= 1e3) return (n / 1e3).toFixed(1) + 'k';
+  return String(n);
+}

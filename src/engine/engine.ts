@@ -1,0 +1,204 @@
+/**
+ * The block-wise engine: a network run as a chain of sub-model sessions, many changed
+ * programs evaluated per batch with their shared prefixes computed once (a trie walked
+ * depth first, holding only the activations on the current path).
+ */
+import { Interrupted } from '../errors.js';
+import type { Batch, Dataset } from '../loader/data/dataset.js';
+import { programSteps, stepModel, modeKey, type BlockMode, type Program, type Step } from '../surgery/split.js';
+import type { Network } from './network.js';
+import type { Runtime, Session, Tensor } from './session.js';
+
+export interface EvalResult {
+  correct: number;
+  total: number;
+  /** Samples whose logits held NaN or infinity: counted as errors, reported apart. */
+  nonFinite: number;
+  error: number;
+  perClass: { correct: number[]; total: number[] };
+}
+
+export interface EvalOptions {
+  batch?: number;
+  /** Share prefixes across programs (default true); false runs each program from the start. */
+  cache?: boolean;
+  /** Called after each batch with the number of samples done. */
+  onProgress?: (samplesDone: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+type Kernel = { session: Session; input: string; output: string } | { js: (x: Tensor) => Tensor };
+
+interface TrieNode {
+  step: Step | null;
+  children: Map<string, TrieNode>;
+  programs: number[];
+}
+
+function relu(x: Tensor): Tensor {
+  const src = x.data as Float32Array;
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = src[i]! > 0 ? src[i]! : 0;
+  return { data: out, dims: x.dims };
+}
+
+export class Engine {
+  private kernels = new Map<string, Promise<Kernel>>();
+
+  constructor(
+    readonly rt: Runtime,
+    readonly net: Network,
+  ) {}
+
+  private kernelKey(step: Step): string {
+    const m = step.mode;
+    return `${step.seg}:${step.unit ?? ''}:${m.kind === 'mean' ? `mean@${step.unit}` : modeKey(m)}`;
+  }
+
+  /** The kernel that runs one step; deletions that need no compute run in JavaScript. */
+  kernel(step: Step): Promise<Kernel> {
+    const key = this.kernelKey(step);
+    let k = this.kernels.get(key);
+    if (!k) {
+      k = this.makeKernel(step);
+      this.kernels.set(key, k);
+    }
+    return k;
+  }
+
+  private async makeKernel(step: Step): Promise<Kernel> {
+    const { structure: s, graph: g, model } = this.net;
+    const seg = s.segments[step.seg]!;
+    if (step.mode.kind === 'delete') {
+      if (seg.kind === 'layer') return { js: (x) => x };
+      const b = s.blocks[step.unit!]!;
+      if (b.shortcutKind === 'identity' && !b.post) return { js: (x) => x };
+      if (b.shortcutKind === 'identity' && b.post === 'Relu') return { js: relu };
+    }
+    const sub = stepModel(model.proto, g, s, step);
+    const session = await this.rt.create(sub, `${seg.kind} ${step.unit ?? step.seg} ${modeKey(step.mode)}`);
+    return { session, input: session.inputNames[0]!, output: session.outputNames[0]! };
+  }
+
+  async runStep(step: Step, x: Tensor): Promise<Tensor> {
+    const k = await this.kernel(step);
+    if ('js' in k) return k.js(x);
+    const out = await k.session.run({ [k.input]: x });
+    return out[k.output]!;
+  }
+
+  /** Evaluates every program on the data set; results in the programs' order. */
+  async evaluate(programs: Program[], data: Dataset, opts: EvalOptions = {}): Promise<EvalResult[]> {
+    const classes = data.classes ?? 0;
+    const results: EvalResult[] = programs.map(() => ({
+      correct: 0, total: 0, nonFinite: 0, error: 0,
+      perClass: { correct: Array(classes).fill(0), total: Array(classes).fill(0) },
+    }));
+    const stepLists = programs.map((p) => programSteps(this.net.structure, p));
+    const cache = opts.cache ?? true;
+    const root: TrieNode = { step: null, children: new Map(), programs: [] };
+    stepLists.forEach((steps, pi) => {
+      let node = root;
+      steps.forEach((st, i) => {
+        // Without the cache every program gets its own path through the trie.
+        const key = cache ? st.key : `${pi}#${st.key}`;
+        let child = node.children.get(key);
+        if (!child) node.children.set(key, (child = { step: st, children: new Map(), programs: [] }));
+        node = child;
+        if (i === steps.length - 1) node.programs.push(pi);
+      });
+    });
+    let done = 0;
+    for await (const batch of data.batches(opts.batch ?? 128)) {
+      if (opts.signal?.aborted) throw new Interrupted();
+      const x: Tensor = { data: batch.images, dims: [batch.n, ...data.shape] };
+      await this.walk(root, x, batch, results, opts.signal);
+      done += batch.n;
+      opts.onProgress?.(done, data.size);
+    }
+    for (const r of results) r.error = r.total ? 1 - r.correct / r.total : 0;
+    return results;
+  }
+
+  private async walk(node: TrieNode, x: Tensor, batch: Batch, results: EvalResult[], signal?: AbortSignal): Promise<void> {
+    for (const child of node.children.values()) {
+      if (signal?.aborted) throw new Interrupted();
+      const y = await this.runStep(child.step!, x);
+      for (const pi of child.programs) score(y, batch, results[pi]!);
+      if (child.children.size) await this.walk(child, y, batch, results, signal);
+    }
+  }
+
+  /** Logits of one program on one batch (for tests and exports). */
+  async logits(program: Program, x: Tensor): Promise<Tensor> {
+    let cur = x;
+    for (const st of programSteps(this.net.structure, program)) cur = await this.runStep(st, cur);
+    return cur;
+  }
+
+  /**
+   * Mean of each block's residual branch f(x) over the data set, in the intact network
+   * (for the 'mean' lesion mode). Returns a mode per block.
+   */
+  async branchMeans(data: Dataset, batchSize = 128, blocks?: number[]): Promise<Map<number, BlockMode>> {
+    const { structure: s, model } = this.net;
+    const want = blocks ?? s.blocks.map((b) => b.index);
+    const outs = want.map((i) => s.blocks[i]!.residualOutput);
+    const { withOutputs } = await import('./probe.js');
+    const session = await this.rt.create(withOutputs(model.proto, outs), 'branch means');
+    const sums = new Map<number, Float64Array>();
+    let n = 0;
+    try {
+      for await (const batch of data.batches(batchSize)) {
+        const res = await session.run({ [this.net.input]: { data: batch.images, dims: [batch.n, ...data.shape] } }, outs);
+        want.forEach((bi, j) => {
+          const t = res[outs[j]!]!;
+          const per = t.data.length / batch.n;
+          let acc = sums.get(bi);
+          if (!acc) sums.set(bi, (acc = new Float64Array(per)));
+          const d = t.data as Float32Array;
+          for (let k = 0; k < batch.n; k++) for (let e = 0; e < per; e++) acc[e]! += d[k * per + e]!;
+        });
+        n += batch.n;
+      }
+    } finally {
+      await session.release();
+    }
+    const modes = new Map<number, BlockMode>();
+    for (const bi of want) {
+      const acc = sums.get(bi)!;
+      const shape = this.net.shapes.get(s.blocks[bi]!.residualOutput)!;
+      modes.set(bi, { kind: 'mean', mean: Float32Array.from(acc, (v) => v / n), dims: [1, ...shape.slice(1)] });
+    }
+    return modes;
+  }
+}
+
+function score(logits: Tensor, batch: Batch, r: EvalResult): void {
+  const d = logits.data as Float32Array;
+  const k = d.length / batch.n;
+  for (let i = 0; i < batch.n; i++) {
+    let best = 0;
+    let bestV = -Infinity;
+    let finite = true;
+    for (let c = 0; c < k; c++) {
+      const v = d[i * k + c]!;
+      if (!Number.isFinite(v)) finite = false;
+      if (v > bestV) {
+        bestV = v;
+        best = c;
+      }
+    }
+    const label = batch.labels[i]!;
+    r.total++;
+    if (label < r.perClass.total.length) r.perClass.total[label]!++;
+    if (!finite) {
+      r.nonFinite++;
+      continue;
+    }
+    if (best === label) {
+      r.correct++;
+      if (label < r.perClass.correct.length) r.perClass.correct[label]!++;
+    }
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * A loaded network ready for analysis: the model, its residual structure with real
+ * shapes, and the preprocessing its data needs (from reslens.* metadata, overridden by flags).
+ */
+import { UserError } from '../errors.js';
+import { loadModel, modelIO, type Model } from '../loader/model.js';
+import { restage, detectStructure, StructureError, type ResidualStructure } from '../surgery/blocks.js';
+import { indexGraph, type GraphIndex } from '../surgery/graph.js';
+import { probeShapes } from './probe.js';
+import type { Runtime } from './session.js';
+
+export interface Preprocessing {
+  mean: number[];
+  std: number[];
+  /** Model input as C,H,W. */
+  inputShape: [number, number, number];
+  classNames: string[] | null;
+  /** Stochastic-depth survival probabilities per block, when the model says. */
+  survival: number[] | null;
+}
+
+export interface PreprocessFlags {
+  mean?: string;
+  std?: string;
+  size?: string;
+}
+
+export interface Network {
+  model: Model;
+  graph: GraphIndex;
+  structure: ResidualStructure;
+  input: string;
+  output: string;
+  /** Shapes (batch 1) of every segment boundary. */
+  shapes: Map<string, number[]>;
+  preprocessing: Preprocessing;
+}
+
+export function parseNumberList(s: string, what: string): number[] {
+  const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length);
+  const nums = parts.map(Number);
+  if (!parts.length || nums.some((n) => !Number.isFinite(n))) {
+    throw new UserError(`${what}: '${s}' is not a comma-separated list of numbers (e.g. 0.5,0.5,0.5)`);
+  }
+  return nums;
+}
+
+function preprocessing(model: Model, inputDims: number[], flags: PreprocessFlags): Preprocessing {
+  const md = model.metadata;
+  const channels = inputDims[1] && inputDims[1] > 0 ? inputDims[1] : 3;
+  let hw: number[] = [inputDims[2] ?? 0, inputDims[3] ?? 0];
+  if (flags.size) hw = parseNumberList(flags.size, '--size');
+  else if (md['reslens.input_size']) hw = parseNumberList(md['reslens.input_size'], `${model.path}: metadata reslens.input_size`);
+  if (hw.length === 1) hw = [hw[0]!, hw[0]!];
+  if (hw.length !== 2 || hw.some((d) => !(d > 0 && Number.isInteger(d) && d <= 8192))) {
+    throw new UserError(`${flags.size ? '--size' : model.path}: input size ${hw.join('x') || 'unknown'} is not usable; pass --size H,W (e.g. --size 224,224)`);
+  }
+  const perChannel = (v: number[], name: string): number[] => {
+    if (v.length === 1) return Array(channels).fill(v[0]);
+    if (v.length !== channels) throw new UserError(`--${name}: ${v.length} values for a model with ${channels} input channels; give 1 or ${channels}`);
+    return v;
+  };
+  const mean = perChannel(flags.mean ? parseNumberList(flags.mean, '--mean') : md['reslens.mean'] ? parseNumberList(md['reslens.mean'], 'reslens.mean') : [0], 'mean');
+  const std = perChannel(flags.std ? parseNumberList(flags.std, '--std') : md['reslens.std'] ? parseNumberList(md['reslens.std'], 'reslens.std') : [1], 'std');
+  if (std.some((s) => s <= 0)) throw new UserError(`--std: standard deviations must be positive, got ${std.join(',')}`);
+  const survival = md['reslens.survival'] ? parseNumberList(md['reslens.survival'], 'reslens.survival') : null;
+  const classNames = md['reslens.classes'] ? md['reslens.classes'].split(',') : null;
+  return { mean, std, inputShape: [channels, hw[0]!, hw[1]!], classNames, survival };
+}
+
+export async function openNetwork(rt: Runtime, file: string, flags: PreprocessFlags = {}): Promise<Network> {
+  const model = loadModel(file);
+  return analyseModel(rt, model, flags);
+}
+
+export async function analyseModel(rt: Runtime, model: Model, flags: PreprocessFlags = {}): Promise<Network> {
+  const { input, output, inputDims } = modelIO(model);
+  const graph = indexGraph(model.proto.graph!);
+  let structure: ResidualStructure;
+  try {
+    structure = detectStructure(model.proto, graph);
+  } catch (e) {
+    if (e instanceof StructureError) throw new UserError(`${model.path}: ${e.message}`);
+    throw e;
+  }
+  const pre = preprocessing(model, inputDims, flags);
+  const boundaries = new Set<string>();
+  for (const s of structure.segments) {
+    boundaries.add(s.from);
+    boundaries.add(s.to);
+  }
+  for (const b of structure.blocks) {
+    boundaries.add(b.residualOutput);
+    boundaries.add(b.shortcutOutput);
+  }
+  for (const l of structure.layers) {
+    boundaries.add(l.input);
+    boundaries.add(l.output);
+  }
+  boundaries.delete(input);
+  let shapes: Map<string, number[]>;
+  try {
+    shapes = await probeShapes(rt, model.proto, input, [1, ...pre.inputShape], [...boundaries], model.path);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new UserError(`${model.path}: onnxruntime cannot run this model on a 1x${pre.inputShape.join('x')} input (${why}); check --size or the model`);
+  }
+  shapes.set(input, [1, ...pre.inputShape]);
+  restage(structure, shapes);
+  if (pre.survival && pre.survival.length !== structure.blocks.length) {
+    throw new UserError(`${model.path}: metadata reslens.survival has ${pre.survival.length} values but the network has ${structure.blocks.length} residual blocks`);
+  }
+  return { model, graph, structure, input, output, shapes, preprocessing: pre };
+}

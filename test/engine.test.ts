@@ -1,0 +1,111 @@
+/** The block-wise engine against the exported single-graph model, run by onnxruntime. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Engine } from '../src/engine/engine.js';
+import { analyseModel } from '../src/engine/network.js';
+import { Runtime, type Tensor } from '../src/engine/session.js';
+import { modelFromBytes } from '../src/loader/model.js';
+import { encodeModel } from '../src/loader/proto.js';
+import { DELETE, exportProgram, FULL, intactProgram, type BlockMode, type Program } from '../src/surgery/split.js';
+import { buildNet, randomInput } from './helpers/build.js';
+import { memoryDataset } from './helpers/memory-dataset.js';
+
+const SIZE = 8;
+const spec = {
+  size: SIZE,
+  blocks: [
+    { cout: 4 }, { cout: 4 }, { cout: 8, stride: 2 }, { cout: 8, scale: 0.7 }, { cout: 8, glueAfter: true },
+    { cout: 8, act: 'pre' as const }, { cout: 8, act: 'none' as const },
+  ],
+};
+const model = modelFromBytes(encodeModel(buildNet(spec)), 'test-net.onnx');
+model.metadata['reslens.input_size'] = `${SIZE},${SIZE}`;
+
+function maxAbsDiff(a: Tensor, b: Tensor): number {
+  const x = a.data as Float32Array;
+  const y = b.data as Float32Array;
+  assert.equal(x.length, y.length);
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
+  return m;
+}
+
+async function reference(rt: Runtime, p: Program, x: Tensor, net: Awaited<ReturnType<typeof analyseModel>>): Promise<Tensor> {
+  const s = await rt.create(exportProgram(model.proto, net.graph, net.structure, p), 'reference');
+  const out = await s.run({ input: x });
+  await s.release();
+  return out.logits!;
+}
+
+test('every kind of program equals the exported single-graph model (1e-5)', async () => {
+  const rt = new Runtime({ threads: 1 });
+  try {
+    const net = await analyseModel(rt, model);
+    const n = net.structure.blocks.length;
+    assert.equal(n, 7);
+    const engine = new Engine(rt, net);
+    const x: Tensor = { data: randomInput(5, 1, SIZE), dims: [5, 1, SIZE, SIZE] };
+    const data = memoryDataset(x.data as Float32Array, Int32Array.from([0, 1, 2, 3, 4]), [1, SIZE, SIZE], 10);
+    const means = await engine.branchMeans(data, 2);
+    const programs: [string, Program][] = [['intact', intactProgram(n)]];
+    for (let i = 0; i < n; i++) {
+      const p = intactProgram(n);
+      p.modes[i] = DELETE;
+      programs.push([`delete ${i}`, p]);
+    }
+    const several = intactProgram(n);
+    several.modes = several.modes.map((_, i): BlockMode => (i % 2 ? DELETE : FULL));
+    programs.push(['delete 1,3,5', several]);
+    const scaled = intactProgram(n);
+    scaled.modes[1] = { kind: 'scale', alpha: 0.5 };
+    scaled.modes[2] = { kind: 'scale', alpha: 0 };
+    programs.push(['scale', scaled]);
+    const mean = intactProgram(n);
+    mean.modes[0] = means.get(0)!;
+    mean.modes[3] = means.get(3)!;
+    programs.push(['mean', mean]);
+    const reordered = intactProgram(n);
+    reordered.order = [1, 0, 2, 3, 4, 5, 6];
+    programs.push(['reorder 0<->1', reordered]);
+    const swapDelete = { order: [0, 1, 2, 4, 3, 5, 6], modes: intactProgram(n).modes.map((m, i) => (i === 4 ? DELETE : m)) };
+    programs.push(['reorder 3<->4 + delete 4', swapDelete]);
+    for (const [name, p] of programs) {
+      const got = await engine.logits(p, x);
+      const want = await reference(rt, p, x, net);
+      assert.ok(maxAbsDiff(got, want) < 1e-5, `${name}: engine and exported model differ by ${maxAbsDiff(got, want)}`);
+    }
+    // Deleting nothing is the original model.
+    const orig = await rt.create(model.proto, 'original');
+    const o = (await orig.run({ input: x })).logits!;
+    assert.ok(maxAbsDiff(await engine.logits(intactProgram(n), x), o) < 1e-5);
+    // Deleting a block changes the output (the test would pass vacuously otherwise).
+    assert.ok(maxAbsDiff(await engine.logits(programs[1]![1], x), o) > 1e-3);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('prefix cache on and off give identical results', async () => {
+  const rt = new Runtime({ threads: 1 });
+  try {
+    const net = await analyseModel(rt, model);
+    const engine = new Engine(rt, net);
+    const N = 37;
+    const images = randomInput(N, 1, SIZE, 3);
+    // Labels from the intact network's own predictions on half the samples: errors are not trivially 0 or 1.
+    const logits = await engine.logits(intactProgram(7), { data: images, dims: [N, 1, SIZE, SIZE] });
+    const labels = Int32Array.from({ length: N }, (_, i) => {
+      const row = Array.from((logits.data as Float32Array).subarray(i * 10, i * 10 + 10));
+      return i % 2 ? row.indexOf(Math.max(...row)) : i % 10;
+    });
+    const data = memoryDataset(images, labels, [1, SIZE, SIZE], 10);
+    const programs = [intactProgram(7), ...[0, 1, 2, 3, 4, 5, 6].map((i) => ({ ...intactProgram(7), modes: intactProgram(7).modes.map((m, j) => (j === i ? DELETE : m)) }))];
+    const on = await engine.evaluate(programs, data, { batch: 10, cache: true });
+    const off = await engine.evaluate(programs, data, { batch: 10, cache: false });
+    assert.deepEqual(on, off);
+    assert.ok(on[0]!.correct >= Math.floor(N / 2), 'the intact network predicts its own labels');
+    assert.equal(on[0]!.total, N);
+  } finally {
+    await rt.close();
+  }
+});
