@@ -36,3 +36,50 @@ export async function withRuntime<T>(opts: { threads?: number }, fn: (rt: Runtim
     await rt.close();
   }
 }
+
+// ---------------------------------------------------------------- data
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openDataset, type Dataset } from '../loader/data/index.js';
+import type { Network } from '../engine/network.js';
+
+/** The repo's fixtures folder (dist/commands → ../../fixtures). */
+export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures');
+export const FIXTURE_DATA = path.join(FIXTURES, 'data', 't10k-images-idx3-ubyte');
+export const DEFAULT_MODEL = path.join(FIXTURES, 'models', 'resnet20.onnx');
+
+export function addDataOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--data <path>', 'labelled data: IDX, CIFAR binary, .npy/.npz or a folder of class subfolders (default for shipped models: the 1k Fashion-MNIST subset in fixtures/data)'))
+    .addOption(new Option('--limit <n>', 'use only the first N samples').argParser(positiveInt('--limit')))
+    .addOption(new Option('--batch <n>', 'samples per forward pass').argParser(positiveInt('--batch', 65536)).default(128));
+}
+
+export interface DataFlags {
+  data?: string;
+  limit?: number;
+}
+
+/** Opens --data, or the shipped fixture data for a shipped model. */
+export async function openDataFor(net: Network, flags: DataFlags): Promise<Dataset> {
+  let file = flags.data;
+  if (!file) {
+    const inFixtures = path.resolve(net.model.path).startsWith(path.join(FIXTURES, 'models') + path.sep);
+    if (!inFixtures || !existsSync(FIXTURE_DATA)) {
+      throw new UserError(`${net.model.path}: no --data given; pass labelled data, e.g. --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz`);
+    }
+    file = FIXTURE_DATA;
+  }
+  const pre = net.preprocessing;
+  const data = await openDataset(file, {
+    preprocess: { mean: pre.mean, std: pre.std, size: [pre.inputShape[1], pre.inputShape[2]], channels: pre.inputShape[0] },
+    limit: flags.limit,
+  });
+  const k = pre.classNames?.length;
+  if (k && data.classes !== null && data.classes > k) {
+    await data.close();
+    throw new UserError(`${file}: labels go up to ${data.classes - 1} but the model has ${k} classes; is this the model's data set?`);
+  }
+  return data;
+}

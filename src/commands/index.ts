@@ -1,7 +1,9 @@
 /** Every subcommand, registered on one commander program. */
 import type { Command } from 'commander';
 import { registerInspect } from './inspect-cmd.js';
+import { registerLesion } from './lesion.js';
 
 export function registerCommands(program: Command): void {
   registerInspect(program);
+  registerLesion(program);
 }

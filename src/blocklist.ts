@@ -1,0 +1,20 @@
+/** The one parser for block lists like `3,7,10-12` (flags --delete, --blocks, --k ranges). */
+import { UserError } from './errors.js';
+
+/** Parses "3,7,10-12" into sorted unique integers in [min, max]; `flag` names the source in errors. */
+export function parseBlockList(spec: string, flag: string, max: number, min = 0): number[] {
+  const out = new Set<number>();
+  const text = spec.trim();
+  if (!text) throw new UserError(`${flag}: empty list; give indices like 3,7,10-12`);
+  for (const part of text.split(',')) {
+    const p = part.trim();
+    const m = /^(\d+)(?:\s*(?:-|\.\.)\s*(\d+))?$/.exec(p);
+    if (!m) throw new UserError(`${flag}: '${p}' is not an index or a range like 10-12`);
+    const a = Number(m[1]);
+    const b = m[2] !== undefined ? Number(m[2]) : a;
+    if (b < a) throw new UserError(`${flag}: range '${p}' runs backwards; write ${b}-${a}`);
+    if (a < min || b > max) throw new UserError(`${flag}: '${p}' is outside ${min}-${max}`);
+    for (let i = a; i <= b; i++) out.add(i);
+  }
+  return [...out].sort((x, y) => x - y);
+}

@@ -1,0 +1,137 @@
+/** reslens lesion: delete, scale or average blocks and measure the test error. */
+import asciichart from 'asciichart';
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { parseBlockList } from '../blocklist.js';
+import { Engine } from '../engine/engine.js';
+import { runLesion, type LesionMode, type LesionResult } from '../engine/lesion.js';
+import { openNetwork } from '../engine/network.js';
+import { onnxruntimeVersion } from '../engine/session.js';
+import { UserError } from '../errors.js';
+import { progressBar } from '../ui/progress.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, openDataFor, positiveInt, withRuntime, DEFAULT_MODEL } from './common.js';
+import { emitJson, useColor } from './output.js';
+
+export function parseMode(s: string): LesionMode {
+  if (s === 'delete' || s === 'zero') return { kind: 'delete' };
+  if (s === 'mean') return { kind: 'mean' };
+  const m = /^scale:(.+)$/.exec(s);
+  if (m && Number.isFinite(Number(m[1]))) return { kind: 'scale', alpha: Number(m[1]) };
+  throw new UserError(`--mode: '${s}' is not one of delete, scale:ALPHA (e.g. scale:0.5), mean`);
+}
+
+const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
+const signed = (d: number) => `${d >= 0 ? '+' : ''}${(d * 100).toFixed(2)}`;
+
+export function renderLesion(r: LesionResult, meta: { model: string; data: string }, color: boolean): string {
+  const style = color ? {} : { head: [], border: [] };
+  const compact = { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } };
+  const out: string[] = [];
+  const what = r.mode === 'delete' ? 'deleted' : r.mode === 'mean' ? 'replaced by its mean' : `scaled by ${r.mode.slice(6)}`;
+  out.push(`${meta.model} on ${meta.data}`);
+  out.push(`baseline error ${pct(r.baseline.error)} (${r.baseline.total - r.baseline.correct}/${r.baseline.total} wrong)${r.baseline.nonFinite ? `, ${r.baseline.nonFinite} non-finite logits` : ''}`);
+  if (r.single.length) {
+    const t = new Table({ head: [r.unit, 'stage', 'error', 'Δ pts', ''], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'left'] });
+    const maxD = Math.max(0.001, ...r.single.map((x) => Math.abs(x.delta)));
+    for (const x of r.single) {
+      const bar = '█'.repeat(Math.round((Math.max(0, x.delta) / maxD) * 20));
+      t.push([`${x.unit}${x.downsampling ? ' ↓' : ''}`, x.stage, pct(x.error), signed(x.delta), bar + (x.nonFinite ? ` ${x.nonFinite} non-finite` : '')]);
+    }
+    out.push(`\nerror with one ${r.unit} ${what} (↓ downsampling)`);
+    out.push(t.toString());
+    const plain = r.single.filter((x) => !x.downsampling).map((x) => x.error);
+    if (plain.length) {
+      const mean = plain.reduce((a, b) => a + b, 0) / plain.length;
+      out.push(`non-downsampling ${r.unit}s: mean error ${pct(mean)}, max ${pct(Math.max(...plain))}`);
+    }
+  }
+  if (r.notDeletable.length) out.push(`not deletable (shape changes): ${r.notDeletable.map((x) => x.unit).join(', ')}`);
+  if (r.k.length) {
+    const t = new Table({ head: ['k', 'samples', 'mean error', 'min', 'max'], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'right'] });
+    for (const x of r.k) t.push([x.k, x.samples.length, pct(x.mean), pct(x.min), pct(x.max)]);
+    out.push(`\nerror with k random ${r.unit}s ${what} (of ${r.k[0]!.eligible} eligible)`);
+    out.push(t.toString());
+    if (r.k.length >= 2) {
+      const series = [r.baseline.error, ...r.k.map((x) => x.mean)].map((e) => e * 100);
+      out.push(`error % against k = 0, ${r.k.map((x) => x.k).join(', ')}`);
+      out.push(asciichart.plot(series, { height: 8, format: (v: number) => v.toFixed(1).padStart(6) }));
+    }
+  }
+  if (r.explicit) out.push(`\n${r.unit}s ${r.explicit.blocks.join(',')} ${what}: error ${pct(r.explicit.error)} (${signed(r.explicit.error - r.baseline.error)} pts)`);
+  if (r.reorder.length) {
+    const t = new Table({ head: ['swaps', 'mean Kendall τ', 'mean error', 'min', 'max'], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'right'] });
+    for (const x of r.reorder) {
+      const errs = x.samples.map((s) => s.error);
+      t.push([x.swaps, x.meanTau.toFixed(3), pct(x.meanError), pct(Math.min(...errs)), pct(Math.max(...errs))]);
+    }
+    out.push('\nerror with blocks reordered (random swaps within a stage)');
+    out.push(t.toString());
+  }
+  return out.join('\n') + '\n';
+}
+
+export function registerLesion(program: Command): void {
+  const cmd = program
+    .command('lesion')
+    .description('the delete-layers evaluation: test error with blocks deleted, k at a time, or reordered')
+    .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
+    .addOption(new Option('--mode <mode>', 'delete | scale:ALPHA | mean').default('delete'))
+    .addOption(new Option('--k <list>', 'numbers of blocks deleted at once, e.g. 1,2,5,10'))
+    .addOption(new Option('--samples <n>', 'random subsets (or orders) per k (or per swap count)').argParser(positiveInt('--samples', 100000)).default(10))
+    .addOption(new Option('--seed <n>', 'seed for the random subsets and orders').argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UserError(`--seed: '${v}' is not a whole number from 0 to 4294967295`);
+      return n;
+    }).default(0))
+    .addOption(new Option('--delete <blocks>', 'an explicit set of blocks to change together, e.g. 3,7,10-12'))
+    .addOption(new Option('--reorder', 'measure error against the amount of reordering'))
+    .addOption(new Option('--swaps <n>', 'with --reorder: 1..N random swaps').argParser(positiveInt('--swaps', 10000)).default(5))
+    .addOption(new Option('--no-single', 'skip the single-block sweep'))
+    .addOption(new Option('--include-downsampling', 'let random k-subsets include downsampling blocks'))
+    .addOption(new Option('--no-cache', 'recompute every configuration from the input (slower; for checking)'))
+    .addHelpText('after', `
+Examples:
+  reslens lesion                                   # resnet20 on the shipped 1k Fashion-MNIST subset
+  reslens lesion fixtures/models/resnet56.onnx --k 1,2,5,10 --samples 10
+  reslens lesion model.onnx --data test_batch.bin --delete 3,7,10-12
+  reslens lesion model.onnx --mode scale:0.5 --json out.json
+  reslens lesion model.onnx --reorder --swaps 8`);
+  addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
+  cmd.action(async (modelPath: string, o: Record<string, any>) => {
+    const mode = parseMode(o.mode);
+    await withRuntime(o, async (rt) => {
+      const net = await openNetwork(rt, modelPath, o);
+      const n = net.structure.kind === 'residual' ? net.structure.blocks.length : net.structure.layers.length;
+      const k = o.k ? parseBlockList(o.k, '--k', n, 1) : [];
+      const blocks = o.delete ? parseBlockList(o.delete, '--delete', n - 1) : undefined;
+      const data = await openDataFor(net, o);
+      try {
+        const engine = new Engine(rt, net);
+        const bar = progressBar('lesion', data.size);
+        const t0 = performance.now();
+        const result = await runLesion(engine, data, {
+          mode, single: o.single, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
+          includeDownsampling: !!o.includeDownsampling, batch: o.batch, cache: o.cache,
+        }, { onProgress: (d) => bar.update(d) });
+        bar.done();
+        const seconds = (performance.now() - t0) / 1000;
+        const doc = {
+          command: 'lesion',
+          model: { path: modelPath, sha256: net.model.sha256 },
+          data: { description: data.description, size: data.size, sha256: await data.sha256() },
+          onnxruntime: onnxruntimeVersion(),
+          device: rt.device,
+          seconds,
+          ...result,
+        };
+        if (!emitJson(doc, o.json, !!o.force) && o.json === undefined) {
+          process.stdout.write(renderLesion(result, { model: modelPath, data: data.description }, useColor()));
+          process.stderr.write(`${result.evaluations} configurations × ${data.size} samples in ${seconds.toFixed(1)}s\n`);
+        }
+      } finally {
+        await data.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,206 @@
+/**
+ * The lesion study (science.md, "Lesion study"): the test error of the network with blocks
+ * deleted, scaled or replaced by their mean, one at a time, k at a time, and reordered.
+ * Every configuration is one Program; all of them go through the engine in one pass.
+ */
+import { UserError } from '../errors.js';
+import type { Dataset } from '../loader/data/dataset.js';
+import { Random } from '../random.js';
+import { DELETE, intactProgram, unitCount, type BlockMode, type Program } from '../surgery/split.js';
+import { Engine, type EvalOptions, type EvalResult } from './engine.js';
+import type { Network } from './network.js';
+
+export type LesionMode = { kind: 'delete' } | { kind: 'scale'; alpha: number } | { kind: 'mean' };
+
+export interface LesionOptions {
+  mode: LesionMode;
+  single: boolean;
+  /** Numbers of blocks deleted at once, with `samples` random subsets each. */
+  k: number[];
+  samples: number;
+  seed: number;
+  /** An explicit set of blocks to change together. */
+  blocks?: number[];
+  /** Reordering: 1..swaps random swaps within a stage, `samples` orders each. */
+  swaps?: number;
+  /** Let random k-subsets include downsampling blocks (off by default, as in the paper). */
+  includeDownsampling?: boolean;
+  batch?: number;
+  cache?: boolean;
+}
+
+export interface Measured {
+  error: number;
+  correct: number;
+  total: number;
+  nonFinite: number;
+}
+
+export interface LesionResult {
+  network: 'residual' | 'plain' | 'dense';
+  unit: 'block' | 'layer';
+  units: number;
+  mode: string;
+  seed: number;
+  baseline: Measured & { perClassError: (number | null)[] };
+  single: (Measured & { unit: number; stage: number; downsampling: boolean; delta: number; perClassError: (number | null)[] })[];
+  notDeletable: { unit: number; reason: string }[];
+  k: { k: number; eligible: number; samples: (Measured & { blocks: number[] })[]; mean: number; min: number; max: number }[];
+  explicit: (Measured & { blocks: number[] }) | null;
+  reorder: { swaps: number; samples: (Measured & { order: number[]; kendallTau: number })[]; meanTau: number; meanError: number }[];
+  evaluations: number;
+}
+
+function measured(r: EvalResult): Measured {
+  return { error: r.error, correct: r.correct, total: r.total, nonFinite: r.nonFinite };
+}
+
+function perClassError(r: EvalResult): (number | null)[] {
+  return r.perClass.total.map((t, c) => (t ? 1 - r.perClass.correct[c]! / t : null));
+}
+
+/** Kendall's tau between an order and the identity order. */
+export function kendallTau(order: number[]): number {
+  const n = order.length;
+  if (n < 2) return 1;
+  let s = 0;
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) s += Math.sign(order[j]! - order[i]!);
+  return s / ((n * (n - 1)) / 2);
+}
+
+export interface UnitInfo {
+  unit: number;
+  stage: number;
+  downsampling: boolean;
+  deletable: boolean;
+  reason?: string;
+  inShape: string;
+  outShape: string;
+}
+
+export function unitInfo(net: Network): UnitInfo[] {
+  const s = net.structure;
+  const shape = (t: string) => (net.shapes.get(t) ?? []).slice(1).join('x');
+  if (s.kind === 'residual') {
+    return s.blocks.map((b) => ({ unit: b.index, stage: b.stage, downsampling: b.downsampling || b.shortcutKind === 'projection', deletable: true, inShape: shape(b.input), outShape: shape(b.output) }));
+  }
+  if (s.kind === 'dense') return [];
+  return s.layers.map((l) => {
+    const [i, o] = [shape(l.input), shape(l.output)];
+    const deletable = i === o && i !== '';
+    return { unit: l.index, stage: l.stage, downsampling: i !== o, deletable, inShape: i, outShape: o, ...(deletable ? {} : { reason: `input ${i} ≠ output ${o}` }) };
+  });
+}
+
+export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptions, evalOpts: EvalOptions = {}): Promise<LesionResult> {
+  const net = engine.net;
+  const s = net.structure;
+  if (s.kind === 'dense') {
+    throw new UserError(`${net.model.path}: a dense network has no blocks to delete; reslens lesion works on residual and plain networks`);
+  }
+  const n = unitCount(s);
+  const info = unitInfo(net);
+  if (s.kind === 'plain' && opts.mode.kind !== 'delete') {
+    throw new UserError(`--mode ${opts.mode.kind}: plain networks have no residual branch to scale or average; use --mode delete`);
+  }
+  let changed: (u: number) => BlockMode = () => DELETE;
+  if (opts.mode.kind === 'scale') {
+    const alpha = opts.mode.alpha;
+    changed = () => ({ kind: 'scale', alpha });
+  } else if (opts.mode.kind === 'mean') {
+    const means = await engine.branchMeans(data, opts.batch ?? 128);
+    changed = (u) => means.get(u)!;
+  }
+  const rng = new Random(opts.seed);
+  const programs: Program[] = [intactProgram(n)];
+  const withChanged = (units: number[]): Program => {
+    const p = intactProgram(n);
+    for (const u of units) p.modes[u] = changed(u);
+    return p;
+  };
+  const deletable = info.filter((u) => u.deletable).map((u) => u.unit);
+  const singleUnits = opts.single ? deletable : [];
+  for (const u of singleUnits) programs.push(withChanged([u]));
+
+  const eligible = info.filter((u) => u.deletable && (opts.includeDownsampling || !u.downsampling)).map((u) => u.unit);
+  const kPlans: { k: number; subsets: number[][] }[] = [];
+  for (const k of opts.k) {
+    if (k > eligible.length) {
+      throw new UserError(`--k ${k}: only ${eligible.length} ${s.kind === 'residual' ? 'blocks' : 'layers'} can be deleted at random${opts.includeDownsampling ? '' : ' (downsampling ones excluded; --include-downsampling adds them)'}`);
+    }
+    const subsets: number[][] = [];
+    for (let i = 0; i < opts.samples; i++) subsets.push(rng.sample(eligible, k));
+    kPlans.push({ k, subsets });
+    for (const sub of subsets) programs.push(withChanged(sub));
+  }
+  let explicitIdx = -1;
+  if (opts.blocks) {
+    for (const u of opts.blocks) {
+      if (!info[u]?.deletable) throw new UserError(`--delete: layer ${u} cannot be deleted (${info[u]?.reason ?? 'no such unit'})`);
+    }
+    explicitIdx = programs.length;
+    programs.push(withChanged(opts.blocks));
+  }
+  const reorderPlans: { swaps: number; orders: number[][] }[] = [];
+  if (opts.swaps) {
+    if (s.kind !== 'residual') throw new UserError('--reorder: only residual networks can be reordered');
+    // Blocks that keep their shape can trade places with others of their stage.
+    const byStage = new Map<number, number[]>();
+    for (const u of info) if (!u.downsampling) byStage.set(u.stage, [...(byStage.get(u.stage) ?? []), u.unit]);
+    const stages = [...byStage.values()].filter((v) => v.length >= 2);
+    if (!stages.length) throw new UserError('--reorder: no stage has two blocks of the same shape to swap');
+    for (let sw = 1; sw <= opts.swaps; sw++) {
+      const orders: number[][] = [];
+      for (let i = 0; i < opts.samples; i++) {
+        const order = [...Array(n).keys()];
+        for (let t = 0; t < sw; t++) {
+          const st = stages[rng.int(stages.length)]!;
+          const [a, b] = rng.sample(st, 2) as [number, number];
+          const ia = order.indexOf(a);
+          const ib = order.indexOf(b);
+          [order[ia], order[ib]] = [order[ib]!, order[ia]!];
+        }
+        orders.push(order);
+        programs.push({ order, modes: intactProgram(n).modes });
+      }
+      reorderPlans.push({ swaps: sw, orders });
+    }
+  }
+
+  const results = await engine.evaluate(programs, data, { batch: opts.batch, cache: opts.cache, ...evalOpts });
+  const base = results[0]!;
+  let cursor = 1;
+  const single = singleUnits.map((u) => {
+    const r = results[cursor++]!;
+    const i = info[u]!;
+    return { unit: u, stage: i.stage, downsampling: i.downsampling, ...measured(r), delta: r.error - base.error, perClassError: perClassError(r) };
+  });
+  const k = kPlans.map((plan) => {
+    const samples = plan.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) }));
+    const errs = samples.map((x) => x.error);
+    return { k: plan.k, eligible: eligible.length, samples, mean: errs.reduce((a, b) => a + b, 0) / errs.length, min: Math.min(...errs), max: Math.max(...errs) };
+  });
+  const explicit = explicitIdx >= 0 ? { blocks: opts.blocks!, ...measured(results[cursor++]!) } : null;
+  const reorder = reorderPlans.map((plan) => {
+    const samples = plan.orders.map((order) => ({ order, kendallTau: kendallTau(order), ...measured(results[cursor++]!) }));
+    return {
+      swaps: plan.swaps, samples,
+      meanTau: samples.reduce((a, b) => a + b.kendallTau, 0) / samples.length,
+      meanError: samples.reduce((a, b) => a + b.error, 0) / samples.length,
+    };
+  });
+  return {
+    network: s.kind,
+    unit: s.kind === 'residual' ? 'block' : 'layer',
+    units: n,
+    mode: opts.mode.kind === 'scale' ? `scale:${opts.mode.alpha}` : opts.mode.kind,
+    seed: opts.seed,
+    baseline: { ...measured(base), perClassError: perClassError(base) },
+    single,
+    notDeletable: info.filter((u) => !u.deletable).map((u) => ({ unit: u.unit, reason: u.reason ?? '' })),
+    k,
+    explicit,
+    reorder,
+    evaluations: programs.length,
+  };
+}
