@@ -2,8 +2,12 @@
 import type { Command } from 'commander';
 import { registerInspect } from './inspect-cmd.js';
 import { registerLesion } from './lesion.js';
+import { registerExport } from './export.js';
+import { registerPaths } from './paths.js';
 
 export function registerCommands(program: Command): void {
   registerInspect(program);
   registerLesion(program);
+  registerExport(program);
+  registerPaths(program);
 }

@@ -13,7 +13,7 @@ export function toJson(value: unknown): string {
 }
 
 /** Writes `text` to `file` via a temporary file and rename, refusing to replace a file unless `force`. */
-export function writeFileAtomic(file: string, text: string, force: boolean, flag = '--json'): void {
+export function writeFileAtomic(file: string, text: string | Uint8Array, force: boolean, flag = '--json'): void {
   if (existsSync(file) && !force) {
     throw new UserError(`${file}: already exists; pass --force to replace it or choose another ${flag} path`);
   }

@@ -1,0 +1,85 @@
+/** The built CLI as a user runs it: exit codes, one-line errors, stdout vs stderr, JSON. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { encodeModel } from '../src/loader/proto.js';
+import { buildNet } from './helpers/build.js';
+
+const CLI = path.resolve('dist/cli.js');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'reslens-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const model = path.join(dir, 'tiny.onnx');
+const tiny = buildNet({ blocks: [{ cout: 4 }, { cout: 4 }, { cout: 8, stride: 2 }, { cout: 8 }], size: 8 });
+tiny.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
+writeFileSync(model, encodeModel(tiny));
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('--version and --help', () => {
+  const v = run('--version');
+  assert.equal(v.code, 0);
+  assert.match(v.out.trim(), /^\d+\.\d+\.\d+$/);
+  for (const c of ['inspect', 'lesion', 'export', 'paths']) {
+    const h = run(c, '--help');
+    assert.equal(h.code, 0, `${c} --help`);
+    assert.match(h.out, /Examples:/);
+  }
+});
+
+test('inspect prints the block table on stdout and the same content as JSON', () => {
+  const r = run('inspect', model);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /4 blocks in 2 stages/);
+  assert.match(r.out, /2\^4 = 16/);
+  const j = run('inspect', model, '--json');
+  assert.equal(j.code, 0);
+  const doc = JSON.parse(j.out);
+  assert.equal(doc.totals.blocks, 4);
+  assert.equal(doc.totals.paths, '16');
+  assert.deepEqual(doc.blocks.map((b: { shortcut: string }) => b.shortcut), ['identity', 'identity', 'projection', 'identity']);
+  assert.deepEqual(doc.blocks[2].outputShape, [1, 8, 4, 4]);
+});
+
+test('bad input: one line on stderr, exit 2, no stack trace', () => {
+  const trunc = path.join(dir, 'trunc.onnx');
+  writeFileSync(trunc, readFileSync(model).subarray(0, 300));
+  const txt = path.join(dir, 'readme.txt');
+  writeFileSync(txt, 'hello\n');
+  for (const args of [['inspect', trunc], ['inspect', txt], ['inspect', path.join(dir, 'missing.onnx')], ['inspect'], ['inspect', model, '--bogus'],
+    ['lesion', model, '--k', 'x'], ['lesion', model, '--k', '99'], ['lesion', model], ['paths', '--blocks', '-3'], ['lesion', model, '--mode', 'scale:abc']]) {
+    const r = run(...args);
+    assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.err}`);
+    assert.ok(r.err.trim().length > 0, `${args.join(' ')} says why`);
+    assert.doesNotMatch(r.err, /\n\s+at /, `${args.join(' ')}: no stack trace`);
+  }
+  const one = run('inspect', trunc);
+  assert.equal(one.err.trim().split('\n').length, 1);
+  assert.match(one.err, /trunc\.onnx/);
+});
+
+test('export writes a model that inspect reads, and never overwrites without --force', () => {
+  const out = path.join(dir, 'deleted.onnx');
+  const r = run('export', model, '--delete', '1', '-o', out);
+  assert.equal(r.code, 0, r.err);
+  assert.ok(existsSync(out));
+  const before = readFileSync(out);
+  const again = run('export', model, '--delete', '0', '-o', out);
+  assert.equal(again.code, 2);
+  assert.match(again.err, /already exists/);
+  assert.deepEqual(readFileSync(out), before, 'the existing file is untouched');
+  const j = JSON.parse(run('inspect', out, '--json').out);
+  assert.equal(j.totals.blocks, 3);
+});
+
+test('paths --blocks 54 reproduces the paper\'s numbers', () => {
+  const r = run('paths', '--blocks', '54', '--range', '19-35,5-17');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /lengths 19 to 35 hold 98\.0% of paths/);
+  assert.match(r.out, /lengths 5 to 17 hold 0\.45% of paths/);
+});
