@@ -4,10 +4,12 @@ import { registerInspect } from './inspect-cmd.js';
 import { registerLesion } from './lesion.js';
 import { registerExport } from './export.js';
 import { registerPaths } from './paths.js';
+import { registerGradients } from './gradients.js';
 
 export function registerCommands(program: Command): void {
   registerInspect(program);
   registerLesion(program);
   registerExport(program);
   registerPaths(program);
+  registerGradients(program);
 }

@@ -79,6 +79,19 @@ export function modelFromBytes(bytes: Uint8Array, file: string): Model {
     throw new UserError(`${file}: the graph declares no ${graph.input?.length ? 'outputs' : 'inputs'}; is the file truncated?`);
   }
   for (const t of graph.initializer ?? []) checkTensor(t, file);
+  // Surgery addresses nodes by name; ONNX makes names optional, so give nameless or duplicate ones one.
+  const all = new Set(graph.node.map((n) => n.name).filter((n) => n));
+  const seen = new Set<string>();
+  graph.node.forEach((n, i) => {
+    if (n.name && !seen.has(n.name)) {
+      seen.add(n.name);
+      return;
+    }
+    let name = `${n.opType ?? 'node'}_${i}`;
+    while (all.has(name) || seen.has(name)) name += '_';
+    n.name = name;
+    seen.add(name);
+  });
   loadExternalData(graph.initializer ?? [], file);
   const metadata: Record<string, string> = {};
   for (const p of proto.metadataProps ?? []) if (p.key) metadata[p.key] = p.value ?? '';

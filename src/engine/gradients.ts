@@ -1,0 +1,273 @@
+/**
+ * Path-restricted gradients (science.md; Veit et al. 2016, section 6). A batch goes forward
+ * once through the intact network; each sample then runs a backward pass in which the
+ * gradient flows through the residual branch of k chosen blocks and through the shortcut of
+ * all others, and the L2 norm of the gradient at the first block's input is recorded.
+ * Samples that make the same choices for the last blocks share that part of the backward.
+ */
+import { Interrupted, UserError } from '../errors.js';
+import type { Dataset } from '../loader/data/dataset.js';
+import { Random } from '../random.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT } from '../surgery/vjp.js';
+import type { ResidualBlock, Segment } from '../surgery/blocks.js';
+import type { Network } from './network.js';
+import { probeShapes, withOutputs } from './probe.js';
+import type { Runtime, Session, Tensor } from './session.js';
+
+export interface GradientSample {
+  k: number;
+  /** Blocks whose residual branch carries the gradient (sorted). */
+  blocks: number[];
+  /** Index into `batches`. */
+  batch: number;
+  norm: number;
+}
+
+export interface GradientPlan {
+  batchSize: number;
+  /** Image indices of each batch. */
+  batches: number[][];
+  samples: Omit<GradientSample, 'norm'>[];
+}
+
+export interface GradientOptions {
+  ks: number[];
+  /** Samples per k; each on its own random batch, as in the paper. */
+  samples: number;
+  batchSize: number;
+  seed: number;
+}
+
+/** The sampling plan: `samples` random batches, on each one sample for every k. */
+export function makePlan(n: number, dataSize: number, o: GradientOptions): GradientPlan {
+  if (o.batchSize > dataSize) throw new UserError(`--batch ${o.batchSize}: the data set has only ${dataSize} samples`);
+  for (const k of o.ks) if (k < 0 || k > n) throw new UserError(`--k: ${k} is outside 0-${n} (the network has ${n} blocks)`);
+  const rng = new Random(o.seed);
+  const all = [...Array(dataSize).keys()];
+  const blocks = [...Array(n).keys()];
+  const batches: number[][] = [];
+  const samples: GradientPlan['samples'] = [];
+  for (let b = 0; b < o.samples; b++) {
+    batches.push(rng.sample(all, o.batchSize));
+    for (const k of o.ks) samples.push({ k, blocks: rng.sample(blocks, k), batch: b });
+  }
+  return { batchSize: o.batchSize, batches, samples };
+}
+
+/** Checks a plan read from an earlier JSON output against this network and data. */
+export function checkPlan(plan: GradientPlan, n: number, dataSize: number, file: string): void {
+  const bad = (why: string) => new UserError(`${file}: the gradient plan does not fit (${why}); was it made for another model or data set?`);
+  if (!Array.isArray(plan.batches) || !Array.isArray(plan.samples)) throw bad('no batches or samples');
+  for (const b of plan.batches) if (!Array.isArray(b) || b.some((i) => !Number.isInteger(i) || i < 0 || i >= dataSize)) throw bad(`an image index outside 0-${dataSize - 1}`);
+  for (const s of plan.samples) {
+    if (!Number.isInteger(s.batch) || !plan.batches[s.batch]) throw bad(`sample batch ${s.batch}`);
+    if (!Array.isArray(s.blocks) || s.blocks.some((i) => !Number.isInteger(i) || i < 0 || i >= n) || s.blocks.length !== s.k) throw bad(`blocks ${s.blocks}`);
+  }
+}
+
+type BackKernel = { session: Session; saved: string[] } | { js: (g: Float32Array, fwd: Map<string, Tensor>) => Float32Array };
+
+interface Trie {
+  children: Map<string, Trie>;
+  samples: number[];
+}
+
+function l2(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
+  return Math.sqrt(s);
+}
+
+export class PathGradients {
+  private forward!: Session;
+  private lossGrad!: Session;
+  /** Backward kernels per segment (index into structure.segments); blocks have two parts. */
+  private residualPart = new Map<number, BackKernel>();
+  private shortcutPart = new Map<number, BackKernel>();
+  private other = new Map<number, BackKernel>();
+  private savedNames: string[] = [];
+  private blockSegs: { seg: Segment; block: ResidualBlock; index: number }[] = [];
+
+  private constructor(
+    readonly rt: Runtime,
+    readonly net: Network,
+    readonly batchSize: number,
+  ) {}
+
+  static async create(rt: Runtime, net: Network, batchSize: number, classes: number): Promise<PathGradients> {
+    const pg = new PathGradients(rt, net, batchSize);
+    await pg.build(classes);
+    return pg;
+  }
+
+  private async build(classes: number): Promise<void> {
+    const { structure: s, graph: g, model } = this.net;
+    if (s.kind !== 'residual') throw new UserError(`${model.path}: a ${s.kind} network has no residual blocks, so no paths to restrict gradients to`);
+    // Static shapes of every tensor at this batch size: the backward rules need them.
+    const all = new Set<string>();
+    for (const n of g.nodes) for (const o of n.output ?? []) if (o && g.computed.has(o)) all.add(o);
+    const shapes = await probeShapes(this.rt, model.proto, this.net.input, [1, ...this.net.preprocessing.inputShape], [...all], model.path, this.batchSize);
+    shapes.set(this.net.input, [this.batchSize, ...this.net.preprocessing.inputShape]);
+    const saved = new Set<string>();
+    const vjp = async (from: string, to: string, cut: { node: string; input: number }[] | undefined, label: string): Promise<BackKernel> => {
+      const v = buildVjp(model.proto, g, { from, to, shapes, cut });
+      for (const t of v.saved) saved.add(t);
+      return { session: await this.rt.create(v.model, label), saved: v.saved };
+    };
+    const firstBlockSeg = s.segments.findIndex((x) => x.kind === 'block');
+    for (let i = s.segments.length - 1; i > firstBlockSeg; i--) {
+      const seg = s.segments[i]!;
+      if (seg.kind === 'block') continue;
+      this.other.set(i, await vjp(seg.from, seg.to, undefined, `backward ${seg.kind} ${i}`));
+    }
+    for (let i = firstBlockSeg; i < s.segments.length; i++) {
+      const seg = s.segments[i]!;
+      if (seg.kind !== 'block') continue;
+      const b = s.blocks[seg.unit!]!;
+      this.blockSegs.push({ seg, block: b, index: i });
+      const shortcutSlot = 1 - b.residualSlot;
+      this.residualPart.set(i, await vjp(b.input, b.output, [{ node: b.addNode, input: shortcutSlot }], `backward block ${b.index} residual`));
+      if (b.shortcutKind === 'identity' && (b.post === null || b.post === 'Relu')) {
+        // Identity shortcut: the gradient passes, masked by the ReLU after the Add.
+        if (b.post === 'Relu') saved.add(b.output);
+        const y = b.output;
+        this.shortcutPart.set(i, {
+          js: b.post === 'Relu'
+            ? (gr, fwd) => {
+                const yd = fwd.get(y)!.data as Float32Array;
+                const out = new Float32Array(gr.length);
+                for (let j = 0; j < gr.length; j++) out[j] = yd[j]! > 0 ? gr[j]! : 0;
+                return out;
+              }
+            : (gr) => gr,
+        });
+      } else {
+        this.shortcutPart.set(i, await vjp(b.input, b.output, [{ node: b.addNode, input: b.residualSlot }], `backward block ${b.index} shortcut`));
+      }
+    }
+    this.savedNames = [...saved];
+    const outs = [this.net.output, ...this.savedNames.filter((t) => t !== this.net.input && t !== this.net.output)];
+    this.forward = await this.rt.create(withOutputs(model.proto, outs), 'forward with saved tensors');
+    this.lossGrad = await this.rt.create(buildSoftmaxCrossEntropyGrad(classes), 'softmax cross-entropy gradient');
+  }
+
+  private async back(k: BackKernel, g: Float32Array, dims: number[], fwd: Map<string, Tensor>): Promise<Float32Array> {
+    if ('js' in k) return k.js(g, fwd);
+    const feeds: Record<string, Tensor> = { [GRAD_OUT]: { data: g, dims } };
+    for (const t of k.saved) feeds[t] = fwd.get(t)!;
+    const out = await k.session.run(feeds);
+    return out[GRAD_IN]!.data as Float32Array;
+  }
+
+  /**
+   * Runs the samples of one batch. `choices[s]` lists the blocks whose residual branch
+   * carries the gradient in sample s. Returns the gradient norm at the first block's input
+   * for each sample, and the batch loss.
+   */
+  async runBatch(
+    images: Float32Array,
+    labels: Int32Array,
+    choices: number[][],
+    signal?: AbortSignal,
+    keepGradients = false,
+  ): Promise<{ norms: number[]; loss: number; gradients?: Float32Array[] }> {
+    const { structure: s } = this.net;
+    const n = labels.length;
+    const x: Tensor = { data: images, dims: [n, ...this.net.preprocessing.inputShape] };
+    const res = await this.forward.run({ [this.net.input]: x });
+    const fwd = new Map<string, Tensor>(Object.entries(res));
+    fwd.set(this.net.input, x);
+    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: BigInt64Array.from(labels, (v) => BigInt(v)), dims: [n] } });
+    const loss = (lg.loss!.data as Float32Array)[0]!;
+    // Backward through head and glue after the last block (shared by every sample).
+    let g = lg.grad_logits!.data as Float32Array;
+    const lastBlockSeg = this.blockSegs[this.blockSegs.length - 1]!.index;
+    for (let i = s.segments.length - 1; i > lastBlockSeg; i--) {
+      g = await this.back(this.other.get(i)!, g, this.shapeAt(s.segments[i]!.to, n), fwd);
+    }
+    // The samples' choices, from the last block down, form a trie: shared choices, shared work.
+    const root: Trie = { children: new Map(), samples: [] };
+    choices.forEach((blocks, si) => {
+      const set = new Set(blocks);
+      let node = root;
+      for (let j = this.blockSegs.length - 1; j >= 0; j--) {
+        const key = set.has(this.blockSegs[j]!.block.index) ? 'f' : 's';
+        let c = node.children.get(key);
+        if (!c) node.children.set(key, (c = { children: new Map(), samples: [] }));
+        node = c;
+      }
+      node.samples.push(si);
+    });
+    const norms: number[] = Array(choices.length).fill(NaN);
+    const gradients: Float32Array[] = [];
+    const walk = async (node: Trie, j: number, grad: Float32Array): Promise<void> => {
+      if (j < 0) {
+        const v = l2(grad);
+        for (const si of node.samples) {
+          norms[si] = v;
+          if (keepGradients) gradients[si] = grad;
+        }
+        return;
+      }
+      if (signal?.aborted) throw new Interrupted();
+      const bs = this.blockSegs[j]!;
+      for (const [key, child] of node.children) {
+        const kern = key === 'f' ? this.residualPart.get(bs.index)! : this.shortcutPart.get(bs.index)!;
+        let gb = await this.back(kern, grad, this.shapeAt(bs.block.output, n), fwd);
+        // Glue between the previous block and this one: every path passes it.
+        if (j > 0) {
+          for (let i = bs.index - 1; i > this.blockSegs[j - 1]!.index; i--) gb = await this.back(this.other.get(i)!, gb, this.shapeAt(s.segments[i]!.to, n), fwd);
+        }
+        await walk(child, j - 1, gb);
+      }
+    };
+    await walk(root, this.blockSegs.length - 1, g);
+    return keepGradients ? { norms, loss, gradients } : { norms, loss };
+  }
+
+  private shapeAt(t: string, n: number): number[] {
+    return [n, ...this.net.shapes.get(t)!.slice(1)];
+  }
+}
+
+export interface GradientResult {
+  n: number;
+  ks: number[];
+  batchSize: number;
+  seed: number;
+  batches: number[][];
+  samples: GradientSample[];
+  /** Mean norm per k (index k), null where k was not sampled. */
+  meanNorm: (number | null)[];
+  meanLoss: number;
+}
+
+export async function runGradients(
+  pg: PathGradients,
+  data: Dataset,
+  plan: GradientPlan,
+  meta: { ks: number[]; seed: number },
+  opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
+): Promise<GradientResult> {
+  const n = pg.net.structure.blocks.length;
+  const byBatch = new Map<number, number[]>();
+  plan.samples.forEach((s, i) => byBatch.set(s.batch, [...(byBatch.get(s.batch) ?? []), i]));
+  const samples: GradientSample[] = plan.samples.map((s) => ({ ...s, norm: NaN }));
+  let lossSum = 0;
+  let done = 0;
+  for (const [b, idx] of [...byBatch.entries()].sort((a, c) => a[0] - c[0])) {
+    if (opts.signal?.aborted) throw new Interrupted();
+    const batch = await data.batch(plan.batches[b]!);
+    const { norms, loss } = await pg.runBatch(batch.images, batch.labels, idx.map((i) => plan.samples[i]!.blocks), opts.signal);
+    idx.forEach((i, j) => (samples[i]!.norm = norms[j]!));
+    lossSum += loss;
+    done += idx.length;
+    opts.onProgress?.(done, plan.samples.length);
+  }
+  const meanNorm: (number | null)[] = Array(n + 1).fill(null);
+  for (let k = 0; k <= n; k++) {
+    const xs = samples.filter((s) => s.k === k).map((s) => s.norm);
+    if (xs.length) meanNorm[k] = xs.reduce((a, c) => a + c, 0) / xs.length;
+  }
+  return { n, ks: meta.ks, batchSize: plan.batchSize, seed: meta.seed, batches: plan.batches, samples, meanNorm, meanLoss: lossSum / Math.max(1, byBatch.size) };
+}

@@ -1,0 +1,166 @@
+/**
+ * Vector-Jacobian products as ONNX models, so that onnxruntime can run the backward passes
+ * of science.md's path-restricted gradients. buildVjp cuts the nodes between two tensors
+ * and emits, in reverse topological order, each node's backward rule (vjp-rules.ts):
+ * input gradients only, weights are constants, the forward point is fixed (the backward
+ * reads forward tensors it lists as `saved`). Pure: graph in, model out.
+ */
+import { UserError } from '../errors.js';
+import { DataType, makeModel, type ModelProto, type ValueInfoProto } from '../loader/proto.js';
+import { ancestors, descendants, type GraphIndex } from './graph.js';
+import { Builder, ruleFor } from './vjp-rules.js';
+
+export { SUPPORTED_OPS } from './vjp-rules.js';
+
+export interface VjpSpec {
+  /** Tensor whose gradient we want (e.g. a block input x). */
+  from: string;
+  /** Tensor whose gradient is given (e.g. the block output y, or the logits). */
+  to: string;
+  /**
+   * Static shapes of forward tensors for batch size N (batch dim included), from a probe
+   * run. Needs every data-dependent tensor of the region a rule looks at (in practice: the
+   * inputs and outputs of the nodes between `from` and `to`).
+   */
+  shapes: Map<string, number[]>;
+  /** Edges through which no gradient flows: input slot `input` of the node named `node`. */
+  cut?: { node: string; input: number }[];
+}
+
+export interface Vjp {
+  /** Inputs 'grad_out' (shape of `to`) then `saved` (by their forward names); output 'grad_in'. */
+  model: ModelProto;
+  /** Forward tensors the backward reads; the caller computes them in the forward pass. */
+  saved: string[];
+}
+
+export const GRAD_OUT = 'grad_out';
+export const GRAD_IN = 'grad_in';
+
+/** The model's default-domain opset. */
+function forwardOpset(model: ModelProto): number {
+  const o = (model.opsetImport ?? []).find((x) => !x.domain || x.domain === 'ai.onnx');
+  const v = o?.version;
+  return v === null || v === undefined ? 13 : Number(v);
+}
+
+export function buildVjp(model: ModelProto, g: GraphIndex, spec: VjpSpec): Vjp {
+  const { from, to } = spec;
+  const names = new Set(g.nodes.map((n) => n.name ?? ''));
+  const cut = new Set<string>();
+  for (const c of spec.cut ?? []) {
+    if (!names.has(c.node)) throw new Error(`vjp: cut names node '${c.node}', which is not in the graph`);
+    cut.add(`${c.node}\u0000${c.input}`);
+  }
+
+  const desc = descendants(g, from);
+  const live = new Set<string>([from]);
+  for (const i of desc) for (const o of g.nodes[i]!.output ?? []) if (o) live.add(o);
+  if (from !== to && !live.has(to)) {
+    throw new UserError(`cannot build a gradient from '${to}' back to '${from}': '${to}' does not depend on '${from}'`);
+  }
+  const region = [...ancestors(g, [to], new Set([from]))].filter((i) => desc.has(i)).sort((a, b) => b - a);
+
+  const b = new Builder(g, spec.shapes, forwardOpset(model));
+  const grads = new Map<string, string[]>([[to, [GRAD_OUT]]]);
+  const total = (t: string): string | null => {
+    const list = grads.get(t);
+    if (!list || !list.length) return null;
+    if (list.length === 1) return list[0]!;
+    const s = b.op('Sum', list);
+    grads.set(t, [s]);
+    return s;
+  };
+
+  for (const i of region) {
+    const node = g.nodes[i]!;
+    const gys = (node.output ?? []).map((o) => (o ? total(o) : null));
+    const gy = gys[0];
+    if (!gy) continue; // no gradient reaches this node (cut, or only non-differentiable outputs)
+    const inputs = node.input ?? [];
+    ruleFor(node)({
+      b,
+      node,
+      gy,
+      grads: gys,
+      wants: (k) => {
+        const t = inputs[k];
+        return !!t && live.has(t) && !cut.has(`${node.name ?? ''}\u0000${k}`);
+      },
+      emit: (k, grad) => {
+        const t = inputs[k]!;
+        const list = grads.get(t) ?? [];
+        list.push(grad);
+        grads.set(t, list);
+      },
+    });
+  }
+
+  let gFrom = from === to ? GRAD_OUT : total(from);
+  if (!gFrom) {
+    // Every path is cut: a zero gradient of x's shape, batch taken from grad_out.
+    const fs = b.shape(from, { name: '(zero gradient)', opType: 'vjp' });
+    let dims: string;
+    if (fs.length) {
+      const n = b.op('Slice', [b.op('Shape', [GRAD_OUT]), b.i64([0]), b.i64([1])]);
+      dims = b.op('Concat', [n, b.i64(fs.slice(1))], { axis: 0 });
+    } else dims = b.i64([], [0]);
+    b.op('ConstantOfShape', [dims], {}, GRAD_IN); // float 0 by default
+  } else {
+    b.op('Identity', [gFrom], {}, GRAD_IN);
+  }
+
+  const info = new Map<string, ValueInfoProto>();
+  for (const v of [...(g.graph.input ?? []), ...(g.graph.valueInfo ?? []), ...(g.graph.output ?? [])]) info.set(v.name!, v);
+  const io = (n: string, elemType?: number): ValueInfoProto => ({
+    name: n,
+    type: { tensorType: { elemType: elemType ?? info.get(n)?.type?.tensorType?.elemType ?? DataType.FLOAT } },
+  });
+  const fwd = forwardOpset(model);
+  const opset = Math.max(b.opset, Math.min(fwd, 21));
+  const m = makeModel(
+    {
+      name: `vjp_${from}_${to}`,
+      nodes: b.nodes,
+      inputs: [io(GRAD_OUT, DataType.FLOAT), ...b.saved.map((t) => io(t))],
+      outputs: [io(GRAD_IN, DataType.FLOAT)],
+      initializers: [...b.initializers.values()],
+    },
+    opset,
+  );
+  return { model: m, saved: [...b.saved] };
+}
+
+/**
+ * Gradient of the mean softmax cross-entropy: inputs 'logits' [N, K] float and 'labels' [N]
+ * int64; outputs 'grad_logits' = (softmax(logits) - onehot(labels)) / N and 'loss' (scalar).
+ */
+export function buildSoftmaxCrossEntropyGrad(numClasses: number): ModelProto {
+  const g = { nodes: [], inputs: [], outputs: [], graph: { input: [] } } as unknown as GraphIndex;
+  const b = new Builder(g, new Map(), 13);
+  const sm = b.op('Softmax', ['logits'], { axis: 1 });
+  const lsm = b.op('LogSoftmax', ['logits'], { axis: 1 });
+  const classes = b.i64(Array.from({ length: numClasses }, (_, i) => i), [1, numClasses]);
+  const lab = b.op('Unsqueeze', ['labels', b.i64([1])]);
+  const onehot = b.op('Cast', [b.op('Equal', [lab, classes])], { to: DataType.FLOAT });
+  const n = b.op('Cast', [b.op('Gather', [b.op('Shape', ['logits']), b.i64([0], [])], { axis: 0 })], { to: DataType.FLOAT });
+  b.op('Div', [b.op('Sub', [sm, onehot]), n], {}, 'grad_logits');
+  const picked = b.op('ReduceSum', [b.op('Mul', [lsm, onehot]), b.i64([1])], { keepdims: 0 });
+  b.op('Neg', [b.op('ReduceMean', [picked], { keepdims: 0 })], {}, 'loss');
+  return makeModel(
+    {
+      name: 'softmax_cross_entropy_grad',
+      nodes: b.nodes,
+      inputs: [
+        { name: 'logits', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: numClasses }] } } } },
+        { name: 'labels', type: { tensorType: { elemType: DataType.INT64, shape: { dim: [{ dimParam: 'N' }] } } } },
+      ],
+      outputs: [
+        { name: 'grad_logits', type: { tensorType: { elemType: DataType.FLOAT } } },
+        { name: 'loss', type: { tensorType: { elemType: DataType.FLOAT } } },
+      ],
+      initializers: [...b.initializers.values()],
+    },
+    13,
+  );
+}

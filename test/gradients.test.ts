@@ -1,0 +1,82 @@
+/** Path-restricted gradients: the path-sum identity and the full gradient's agreement with a direct VJP. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { makePlan, PathGradients } from '../src/engine/gradients.js';
+import { analyseModel } from '../src/engine/network.js';
+import { Runtime } from '../src/engine/session.js';
+import { modelFromBytes } from '../src/loader/model.js';
+import { encodeModel } from '../src/loader/proto.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp } from '../src/surgery/vjp.js';
+import { probeShapes } from '../src/engine/probe.js';
+import { buildNet, randomInput } from './helpers/build.js';
+
+const SIZE = 6;
+function net(blocks: Parameters<typeof buildNet>[0]['blocks']) {
+  const m = modelFromBytes(encodeModel(buildNet({ size: SIZE, blocks, classes: 5 })), 'grad-net.onnx');
+  m.metadata['reslens.input_size'] = `${SIZE},${SIZE}`;
+  return m;
+}
+
+function subsets(n: number): number[][] {
+  const out: number[][] = [];
+  for (let m = 0; m < 1 << n; m++) out.push([...Array(n).keys()].filter((i) => m & (1 << i)));
+  return out;
+}
+
+for (const [name, blocks] of [
+  ['post-activation with a projection and glue', [{ cout: 3 }, { cout: 3 }, { cout: 4, stride: 2 }, { cout: 4, glueAfter: true }, { cout: 4 }, { cout: 4, scale: 0.6 }]],
+  ['pre-activation, 10 blocks', Array.from({ length: 10 }, (_, i) => ({ cout: i < 5 ? 3 : 4, stride: i === 5 ? 2 : 1, act: 'pre' as const }))],
+] as const) {
+  test(`the 2^n path-restricted gradients sum to the full gradient (${name})`, async () => {
+    const model = net(blocks as never);
+    const rt = new Runtime({ threads: 1 });
+    try {
+      const network = await analyseModel(rt, model);
+      const n = network.structure.blocks.length;
+      assert.equal(n, blocks.length);
+      const B = 3;
+      const pg = await PathGradients.create(rt, network, B, 5);
+      const images = randomInput(B, 1, SIZE, 11);
+      const labels = Int32Array.from([0, 3, 4]);
+      const all = subsets(n);
+      const { gradients, norms } = await pg.runBatch(images, labels, all, undefined, true);
+      const sum = new Float64Array(gradients![0]!.length);
+      for (const gr of gradients!) for (let i = 0; i < sum.length; i++) sum[i]! += gr[i]!;
+      // The full gradient at the first block's input, from one unrestricted VJP.
+      const g = network.graph;
+      const x0 = network.structure.blocks[0]!.input;
+      const shapes = await probeShapes(rt, model.proto, 'input', [1, 1, SIZE, SIZE], g.nodes.flatMap((nd) => nd.output ?? []).filter((t) => g.computed.has(t)), 'p', B);
+      shapes.set('input', [B, 1, SIZE, SIZE]);
+      const v = buildVjp(model.proto, g, { from: x0, to: 'logits', shapes });
+      const { withOutputs } = await import('../src/engine/probe.js');
+      const fwd = await (await rt.create(withOutputs(model.proto, v.saved.filter((t) => t !== 'input')), 'fwd')).run({ input: { data: images, dims: [B, 1, SIZE, SIZE] } });
+      const lg = await (await rt.create(buildSoftmaxCrossEntropyGrad(5), 'ce')).run({ logits: fwd.logits!, labels: { data: BigInt64Array.from(labels, BigInt), dims: [B] } });
+      const feeds: Record<string, { data: Float32Array; dims: number[] }> = { grad_out: lg.grad_logits as never };
+      for (const t of v.saved) feeds[t] = t === 'input' ? { data: images, dims: [B, 1, SIZE, SIZE] } : (fwd[t] as never);
+      const full = (await (await rt.create(v.model, 'full')).run(feeds)).grad_in!.data as Float32Array;
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < full.length; i++) {
+        num += (sum[i]! - full[i]!) ** 2;
+        den += full[i]! ** 2;
+      }
+      assert.ok(den > 0, 'the gradient is not trivially zero');
+      assert.ok(Math.sqrt(num / den) < 1e-4, `relative error ${Math.sqrt(num / den)}`);
+      // Different paths carry different gradients (the identity is not vacuous).
+      assert.ok(new Set(norms.map((x) => x.toPrecision(6))).size > n);
+    } finally {
+      await rt.close();
+    }
+  });
+}
+
+test('a plan is reproduced by its seed and covers every k on its own batch', () => {
+  const a = makePlan(27, 1000, { ks: [0, 5, 27], samples: 4, batchSize: 32, seed: 9 });
+  const b = makePlan(27, 1000, { ks: [0, 5, 27], samples: 4, batchSize: 32, seed: 9 });
+  assert.deepEqual(a, b);
+  assert.equal(a.batches.length, 4);
+  assert.equal(a.samples.length, 12);
+  assert.ok(a.samples.every((s) => s.blocks.length === s.k && new Set(s.blocks).size === s.k));
+  assert.ok(a.batches.every((bt) => bt.length === 32 && new Set(bt).size === 32));
+  assert.notDeepEqual(a, makePlan(27, 1000, { ks: [0, 5, 27], samples: 4, batchSize: 32, seed: 10 }));
+});
