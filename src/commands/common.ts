@@ -2,6 +2,7 @@
 import { Option, type Command } from 'commander';
 import { UserError } from '../errors.js';
 import { Runtime } from '../engine/session.js';
+import { DEVICES, selectDevice, type DeviceRequest } from '../engine/device.js';
 
 export function positiveInt(flag: string, max = 1e9) {
   return (v: string): number => {
@@ -12,7 +13,9 @@ export function positiveInt(flag: string, max = 1e9) {
 }
 
 export function addRuntimeOptions(cmd: Command): Command {
-  return cmd.addOption(new Option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)').argParser(positiveInt('--threads', 1024)));
+  return cmd
+    .addOption(new Option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)').argParser(positiveInt('--threads', 1024)))
+    .addOption(new Option('--device <device>', 'where to run: auto picks cuda, then webgpu, then cpu').choices(DEVICES).default('auto'));
 }
 
 export function addJsonOptions(cmd: Command): Command {
@@ -28,8 +31,20 @@ export function addPreprocessOptions(cmd: Command): Command {
     .addOption(new Option('--size <h,w>', 'model input size (overrides reslens.input_size)'));
 }
 
-export async function withRuntime<T>(opts: { threads?: number }, fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = new Runtime({ threads: opts.threads });
+export interface RuntimeFlags {
+  threads?: number;
+  device?: DeviceRequest;
+  /** Say on stderr which device runs (for commands that evaluate networks at length). */
+  announce?: boolean;
+}
+
+export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  const choice = await selectDevice(opts.device ?? 'auto');
+  if (opts.announce) {
+    const why = choice.skipped.map((s) => `${s.device}: ${s.reason}`).join('; ');
+    process.stderr.write(`device: ${choice.device}${choice.requested === 'auto' ? ` (auto${why ? `; ${why}` : ''})` : ''}\n`);
+  }
+  const rt = new Runtime({ threads: opts.threads, device: choice.device });
   try {
     return await fn(rt);
   } finally {
@@ -53,7 +68,7 @@ export function addDataOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--data <path>', 'labelled data: IDX, CIFAR binary, .npy/.npz or a folder of class subfolders (default for shipped models: the 1k Fashion-MNIST subset in fixtures/data)'))
     .addOption(new Option('--limit <n>', 'use only the first N samples').argParser(positiveInt('--limit')))
-    .addOption(new Option('--batch <n>', 'samples per forward pass').argParser(positiveInt('--batch', 65536)).default(128));
+    .addOption(new Option('--batch <n>', 'samples per batch (default: 128 on cpu, 512 on a GPU; gradients: 32)').argParser(positiveInt('--batch', 65536)));
 }
 
 export interface DataFlags {

@@ -63,9 +63,8 @@ Examples:
   reslens gradients model.onnx --data train-images-idx3-ubyte.gz --k 0-54 --samples 1000 --json g.json
   reslens gradients model.onnx --plan g.json      # the same samples again, e.g. on another machine`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
-  cmd.setOptionValueWithSource('batch', 32, 'default');
   cmd.action(async (modelPath: string, o: Record<string, any>) => {
-    await withRuntime(o, async (rt) => {
+    await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, o);
       if (net.structure.kind !== 'residual') throw new UserError(`${modelPath}: a ${net.structure.kind} network has no residual blocks, so no paths to restrict gradients to`);
       const n = net.structure.blocks.length;
@@ -87,7 +86,7 @@ Examples:
           seed = doc.seed ?? seed;
         } else {
           ks = o.k ? parseBlockList(o.k, '--k', n, 0) : [...Array(n + 1).keys()];
-          plan = makePlan(n, data.size, { ks, samples: o.samples, batchSize: o.batch, seed });
+          plan = makePlan(n, data.size, { ks, samples: o.samples, batchSize: o.batch ?? 32, seed });
         }
         const classes = net.preprocessing.classNames?.length ?? data.classes ?? 0;
         if (!classes) throw new UserError(`${modelPath}: cannot tell the number of classes; add reslens.classes to the model's metadata`);

@@ -8,6 +8,7 @@ import { Engine } from '../engine/engine.js';
 import { runLesion, type LesionMode, type LesionResult } from '../engine/lesion.js';
 import { openNetwork } from '../engine/network.js';
 import { onnxruntimeVersion } from '../engine/session.js';
+import { defaultBatch } from '../engine/device.js';
 import { UserError } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, openDataFor, positiveInt, withRuntime, DEFAULT_MODEL } from './common.js';
@@ -100,7 +101,7 @@ Examples:
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
   cmd.action(async (modelPath: string, o: Record<string, any>) => {
     const mode = parseMode(o.mode);
-    await withRuntime(o, async (rt) => {
+    await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, o);
       const n = net.structure.kind === 'residual' ? net.structure.blocks.length : net.structure.layers.length;
       const k = o.k ? parseBlockList(o.k, '--k', n, 1) : [];
@@ -112,7 +113,7 @@ Examples:
         const t0 = performance.now();
         const result = await runLesion(engine, data, {
           mode, single: o.single, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
-          includeDownsampling: !!o.includeDownsampling, batch: o.batch, cache: o.cache,
+          includeDownsampling: !!o.includeDownsampling, batch: o.batch ?? defaultBatch(rt.device), cache: o.cache,
         }, { onProgress: (d) => bar.update(d) });
         bar.done();
         const seconds = (performance.now() - t0) / 1000;

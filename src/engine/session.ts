@@ -47,7 +47,9 @@ export class Runtime {
     const options: ort.InferenceSession.SessionOptions = {
       // 'all' lets ORT fold BatchNormalization into Conv and fuse activations (~4x faster than none).
       graphOptimizationLevel: 'all',
-      executionProviders: [this.device],
+      // Ops a GPU provider lacks run on the CPU inside the same session.
+      executionProviders: this.device === 'cpu' ? ['cpu'] : [this.device, 'cpu'],
+      logSeverityLevel: 3,
       interOpNumThreads: 1,
       ...(this.threads ? { intraOpNumThreads: this.threads } : {}),
     };
