@@ -39,12 +39,15 @@ export interface RuntimeFlags {
 }
 
 export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  const choice = await selectDevice(opts.device ?? 'auto');
-  if (opts.announce) {
-    const why = choice.skipped.map((s) => `${s.device}: ${s.reason}`).join('; ');
-    process.stderr.write(`device: ${choice.device}${choice.requested === 'auto' ? ` (auto${why ? `; ${why}` : ''})` : ''}\n`);
-  }
-  const rt = new Runtime({ threads: opts.threads, device: choice.device });
+  const choose = async () => {
+    const choice = await selectDevice(opts.device ?? 'auto');
+    if (opts.announce) {
+      const why = choice.skipped.map((s) => `${s.device}: ${s.reason}`).join('; ');
+      process.stderr.write(`device: ${choice.device}${choice.requested === 'auto' ? ` (auto${why ? `; ${why}` : ''})` : ''}\n`);
+    }
+    return choice.device;
+  };
+  const rt = new Runtime({ threads: opts.threads, choose });
   try {
     return await fn(rt);
   } finally {

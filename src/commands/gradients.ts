@@ -101,7 +101,7 @@ Examples:
           command: 'gradients',
           model: { path: modelPath, sha256: net.model.sha256 },
           data: { description: data.description, size: data.size, sha256: await data.sha256() },
-          onnxruntime: onnxruntimeVersion(),
+          onnxruntime: await onnxruntimeVersion(),
           device: rt.device,
           seconds,
           samplesPerSecond: result.samples.length / seconds,

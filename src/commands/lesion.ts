@@ -121,7 +121,7 @@ Examples:
           command: 'lesion',
           model: { path: modelPath, sha256: net.model.sha256 },
           data: { description: data.description, size: data.size, sha256: await data.sha256() },
-          onnxruntime: onnxruntimeVersion(),
+          onnxruntime: await onnxruntimeVersion(),
           device: rt.device,
           seconds,
           ...result,

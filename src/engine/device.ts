@@ -7,10 +7,9 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import { encodeModel, makeModel, makeNode, valueInfo } from '../loader/proto.js';
-import type { Device } from './session.js';
+import { loadOrt, type Device } from './session.js';
 
 export type DeviceRequest = 'auto' | Device;
 export const DEVICES: DeviceRequest[] = ['auto', 'cpu', 'webgpu', 'cuda'];
@@ -50,6 +49,7 @@ function vulkanDrivers(): boolean {
 
 export async function trySession(d: Device): Promise<string | null> {
   const m = encodeModel(makeModel({ nodes: [makeNode('Relu', ['x'], ['y'])], inputs: [valueInfo('x', [2])], outputs: [valueInfo('y', [2])] }));
+  const ort = await loadOrt();
   try {
     const s = await ort.InferenceSession.create(m, { executionProviders: [d], logSeverityLevel: 4 });
     const r = await s.run({ x: new ort.Tensor('float32', new Float32Array([-1, 2]), [2]) });

@@ -7,6 +7,7 @@ import { loadModel, modelIO, type Model } from '../loader/model.js';
 import { restage, detectStructure, StructureError, type ResidualStructure } from '../surgery/blocks.js';
 import { indexGraph, type GraphIndex } from '../surgery/graph.js';
 import { probeShapes } from './probe.js';
+import { inferShapes } from '../surgery/shapes.js';
 import type { Runtime } from './session.js';
 
 export interface Preprocessing {
@@ -98,13 +99,16 @@ export async function analyseModel(rt: Runtime, model: Model, flags: PreprocessF
     boundaries.add(l.output);
   }
   boundaries.delete(input);
-  let shapes: Map<string, number[]>;
-  try {
-    shapes = await probeShapes(rt, model.proto, input, [1, ...pre.inputShape], [...boundaries], model.path);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new UserError(`${model.path}: onnxruntime cannot run this model on a 1x${pre.inputShape.join('x')} input (${why}); check --size or the model`);
+  // Shapes by static inference where every op is covered; otherwise one probe run.
+  let shapes = inferShapes(graph, [1, ...pre.inputShape]);
+  if (!shapes) {
+    try {
+      shapes = await probeShapes(rt, model.proto, input, [1, ...pre.inputShape], [...boundaries], model.path);
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+      throw new UserError(`${model.path}: onnxruntime cannot run this model on a 1x${pre.inputShape.join('x')} input (${why}); check --size or the model`);
+    }
   }
   shapes.set(input, [1, ...pre.inputShape]);
   restage(structure, shapes);

@@ -2,8 +2,16 @@
  * The one place that creates onnxruntime sessions. Commands and the engine see only
  * `Runtime`, `Session` and plain `Tensor`s, never onnxruntime types.
  */
-import ort from 'onnxruntime-node';
+import type * as OrtTypes from 'onnxruntime-node';
 import { encodeModel, type ModelProto } from '../loader/proto.js';
+
+type Ort = typeof OrtTypes;
+let ortModule: Promise<Ort> | null = null;
+/** onnxruntime's native library loads on first use: commands that need no session start faster. */
+export function loadOrt(): Promise<Ort> {
+  ortModule ??= import('onnxruntime-node').then((m) => ((m as unknown as { default?: Ort }).default ?? m) as Ort);
+  return ortModule;
+}
 
 export interface Tensor {
   data: Float32Array | BigInt64Array | Int32Array;
@@ -26,29 +34,48 @@ export interface RuntimeOptions {
   device?: Device;
 }
 
-export function toOrt(t: Tensor): ort.Tensor {
+export function toOrt(ort: Ort, t: Tensor): OrtTypes.Tensor {
   if (t.data instanceof Float32Array) return new ort.Tensor('float32', t.data, t.dims);
   if (t.data instanceof BigInt64Array) return new ort.Tensor('int64', t.data, t.dims);
   return new ort.Tensor('int32', t.data, t.dims);
 }
 
 export class Runtime {
-  readonly device: Device;
   readonly threads: number | undefined;
   private sessions: Session[] = [];
+  private chosen: Device | null;
+  private choose: (() => Promise<Device>) | null;
 
-  constructor(opts: RuntimeOptions = {}) {
-    this.device = opts.device ?? 'cpu';
+  /**
+   * `device` may be a function: the choice (which probes providers, in child processes) is
+   * then made when the first session is created, so commands that run nothing never pay it.
+   */
+  constructor(opts: RuntimeOptions & { choose?: () => Promise<Device> } = {}) {
+    this.chosen = opts.choose ? null : (opts.device ?? 'cpu');
+    this.choose = opts.choose ?? null;
     this.threads = opts.threads;
   }
 
+  /** The device sessions run on (resolving it if that has not happened yet). */
+  async resolveDevice(): Promise<Device> {
+    if (!this.chosen) this.chosen = await this.choose!();
+    return this.chosen;
+  }
+
+  /** The device, if already chosen. */
+  get device(): Device {
+    return this.chosen ?? 'cpu';
+  }
+
   async create(model: ModelProto | Uint8Array, label: string): Promise<Session> {
+    const device = await this.resolveDevice();
+    const ort = await loadOrt();
     const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-    const options: ort.InferenceSession.SessionOptions = {
+    const options: OrtTypes.InferenceSession.SessionOptions = {
       // 'all' lets ORT fold BatchNormalization into Conv and fuse activations (~4x faster than none).
       graphOptimizationLevel: 'all',
       // Ops a GPU provider lacks run on the CPU inside the same session.
-      executionProviders: this.device === 'cpu' ? ['cpu'] : [this.device, 'cpu'],
+      executionProviders: device === 'cpu' ? ['cpu'] : [device, 'cpu'],
       logSeverityLevel: 3,
       interOpNumThreads: 1,
       ...(this.threads ? { intraOpNumThreads: this.threads } : {}),
@@ -60,8 +87,8 @@ export class Runtime {
       inputNames: s.inputNames,
       outputNames: s.outputNames,
       async run(feeds, outputs) {
-        const ortFeeds: Record<string, ort.Tensor> = {};
-        for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
+        const ortFeeds: Record<string, OrtTypes.Tensor> = {};
+        for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(ort, v);
         const res = outputs ? await s.run(ortFeeds, outputs) : await s.run(ortFeeds);
         const out: Record<string, Tensor> = {};
         for (const [k, v] of Object.entries(res)) {
@@ -86,6 +113,7 @@ export class Runtime {
   }
 }
 
-export function onnxruntimeVersion(): string {
+export async function onnxruntimeVersion(): Promise<string> {
+  const ort = await loadOrt();
   return ort.env.versions?.common ?? 'unknown';
 }

@@ -140,7 +140,7 @@ export function tensorFloats(t: TensorProto): Float32Array {
     const r = t.rawData;
     // raw_data may be unaligned inside the file buffer: copy when it is.
     if (r.byteOffset % 4 === 0) return new Float32Array(r.buffer, r.byteOffset, r.byteLength / 4);
-    return new Float32Array(r.slice().buffer);
+    return new Float32Array(Uint8Array.from(r).buffer); // (Buffer#slice would be a view, not a copy)
   }
   return Float32Array.from(t.floatData ?? []);
 }
@@ -148,7 +148,7 @@ export function tensorFloats(t: TensorProto): Float32Array {
 /** Integer values of an INT64/INT32 initializer. */
 export function tensorInts(t: TensorProto): number[] {
   if (t.rawData && t.rawData.byteLength) {
-    const r = t.rawData.slice();
+    const r = Uint8Array.from(t.rawData); // a copy, aligned; Buffer#slice would be a view
     if (t.dataType === DataType.INT64) return Array.from(new BigInt64Array(r.buffer), Number);
     if (t.dataType === DataType.INT32) return Array.from(new Int32Array(r.buffer));
   }
