@@ -101,3 +101,25 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
   }
   return data;
 }
+
+/**
+ * SIGINT/SIGTERM abort the returned signal: the running command finishes its batch, keeps
+ * what is done and exits 130. A second Ctrl-C exits at once.
+ */
+export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) process.exit(130);
+    process.stderr.write(`\nreslens: ${sig}: finishing the current batch and keeping the results so far (again to quit at once)\n`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

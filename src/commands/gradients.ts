@@ -8,10 +8,10 @@ import { parseBlockList } from '../blocklist.js';
 import { checkPlan, makePlan, PathGradients, runGradients, type GradientPlan, type GradientResult } from '../engine/gradients.js';
 import { openNetwork } from '../engine/network.js';
 import { onnxruntimeVersion } from '../engine/session.js';
-import { UserError } from '../errors.js';
+import { Interrupted, UserError } from '../errors.js';
 import { effectivePaths, type EffectivePaths } from '../paths/distribution.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, positiveInt, withRuntime } from './common.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, withRuntime } from './common.js';
 import { emitJson, useColor } from './output.js';
 
 export function renderGradients(r: GradientResult, eff: EffectivePaths, meta: { model: string; data: string; mass: number }, color: boolean): string {
@@ -93,7 +93,8 @@ Examples:
         const t0 = performance.now();
         const pg = await PathGradients.create(rt, net, plan.batchSize, classes);
         const bar = progressBar('gradients', plan.samples.length);
-        const result = await runGradients(pg, data, plan, { ks, seed }, { onProgress: (d) => bar.update(d) });
+        const stop = interruptSignal();
+        const result = await runGradients(pg, data, plan, { ks, seed }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;
         const eff = effectivePaths(result.meanNorm, n, o.mass);
@@ -112,6 +113,7 @@ Examples:
           process.stdout.write(renderGradients(result, eff, { model: modelPath, data: data.description, mass: o.mass }, useColor()));
           process.stderr.write(`${result.samples.length} path samples in ${seconds.toFixed(1)}s (${(result.samples.length / seconds).toFixed(1)}/s)\n`);
         }
+        if (result.interrupted) throw new Interrupted(`interrupted: ${result.interrupted.samplesDone} of ${plan.samples.length} samples done (the rest have norm null)`);
       } finally {
         await data.close();
       }

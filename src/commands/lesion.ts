@@ -9,9 +9,9 @@ import { runLesion, type LesionMode, type LesionResult } from '../engine/lesion.
 import { openNetwork } from '../engine/network.js';
 import { onnxruntimeVersion } from '../engine/session.js';
 import { defaultBatch } from '../engine/device.js';
-import { UserError } from '../errors.js';
+import { Interrupted, UserError } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, openDataFor, positiveInt, withRuntime, DEFAULT_MODEL } from './common.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, withRuntime, DEFAULT_MODEL } from './common.js';
 import { emitJson, useColor } from './output.js';
 
 export function parseMode(s: string): LesionMode {
@@ -110,11 +110,12 @@ Examples:
       try {
         const engine = new Engine(rt, net);
         const bar = progressBar('lesion', data.size);
+        const stop = interruptSignal();
         const t0 = performance.now();
         const result = await runLesion(engine, data, {
           mode, single: o.single, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
           includeDownsampling: !!o.includeDownsampling, batch: o.batch ?? defaultBatch(rt.device), cache: o.cache,
-        }, { onProgress: (d) => bar.update(d) });
+        }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;
         const doc = {
@@ -130,6 +131,7 @@ Examples:
           process.stdout.write(renderLesion(result, { model: modelPath, data: data.description }, useColor()));
           process.stderr.write(`${result.evaluations} configurations × ${data.size} samples in ${seconds.toFixed(1)}s\n`);
         }
+        if (result.interrupted) throw new Interrupted(`interrupted: the results above cover the first ${result.interrupted.samplesDone} of ${data.size} samples`);
       } finally {
         await data.close();
       }

@@ -24,7 +24,24 @@ export interface EvalOptions {
   cache?: boolean;
   /** Called after each batch with the number of samples done. */
   onProgress?: (samplesDone: number, total: number) => void;
+  /** Checked between batches; on abort, evaluate throws PartialResults with what is finished. */
   signal?: AbortSignal;
+  /** Resume: skip the first `startBatch` batches, whose counts are in `initial`. */
+  startBatch?: number;
+  initial?: EvalResult[];
+  /** Called after each finished batch (batch index, counts so far), e.g. to checkpoint. */
+  onBatch?: (batchIndex: number, results: EvalResult[]) => void | Promise<void>;
+}
+
+/** Thrown on interruption: the counts over the batches that finished. */
+export class PartialResults extends Interrupted {
+  constructor(
+    readonly results: EvalResult[],
+    readonly samplesDone: number,
+    readonly batchesDone: number,
+  ) {
+    super(`interrupted after ${samplesDone} samples`);
+  }
 }
 
 type Kernel = { session: Session; input: string; output: string } | { js: (x: Tensor) => Tensor };
@@ -90,10 +107,12 @@ export class Engine {
   /** Evaluates every program on the data set; results in the programs' order. */
   async evaluate(programs: Program[], data: Dataset, opts: EvalOptions = {}): Promise<EvalResult[]> {
     const classes = data.classes ?? 0;
-    const results: EvalResult[] = programs.map(() => ({
-      correct: 0, total: 0, nonFinite: 0, error: 0,
-      perClass: { correct: Array(classes).fill(0), total: Array(classes).fill(0) },
-    }));
+    const results: EvalResult[] = opts.initial
+      ? structuredClone(opts.initial)
+      : programs.map(() => ({
+          correct: 0, total: 0, nonFinite: 0, error: 0,
+          perClass: { correct: Array(classes).fill(0), total: Array(classes).fill(0) },
+        }));
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
     const root: TrieNode = { step: null, children: new Map(), programs: [] };
@@ -108,24 +127,35 @@ export class Engine {
         if (i === steps.length - 1) node.programs.push(pi);
       });
     });
-    let done = 0;
-    for await (const batch of data.batches(opts.batch ?? 128)) {
-      if (opts.signal?.aborted) throw new Interrupted();
+    const bs = opts.batch ?? 128;
+    const start = opts.startBatch ?? 0;
+    let done = Math.min(data.size, start * bs);
+    let b = start;
+    const finish = () => {
+      for (const r of results) r.error = r.total ? 1 - r.correct / r.total : 0;
+    };
+    for await (const batch of batchesFrom(data, bs, start)) {
+      if (opts.signal?.aborted) {
+        finish();
+        throw new PartialResults(results, done, b);
+      }
       const x: Tensor = { data: batch.images, dims: [batch.n, ...data.shape] };
-      await this.walk(root, x, batch, results, opts.signal);
+      // A batch always finishes, so counts never mix a half-scored batch.
+      await this.walk(root, x, batch, results);
       done += batch.n;
+      b++;
       opts.onProgress?.(done, data.size);
+      await opts.onBatch?.(b - 1, results);
     }
-    for (const r of results) r.error = r.total ? 1 - r.correct / r.total : 0;
+    finish();
     return results;
   }
 
-  private async walk(node: TrieNode, x: Tensor, batch: Batch, results: EvalResult[], signal?: AbortSignal): Promise<void> {
+  private async walk(node: TrieNode, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {
     for (const child of node.children.values()) {
-      if (signal?.aborted) throw new Interrupted();
       const y = await this.runStep(child.step!, x);
       for (const pi of child.programs) score(y, batch, results[pi]!);
-      if (child.children.size) await this.walk(child, y, batch, results, signal);
+      if (child.children.size) await this.walk(child, y, batch, results);
     }
   }
 
@@ -171,6 +201,18 @@ export class Engine {
       modes.set(bi, { kind: 'mean', mean: Float32Array.from(acc, (v) => v / n), dims: [1, ...shape.slice(1)] });
     }
     return modes;
+  }
+}
+
+/** Batches of `bs` in order, starting at batch `start` (random access past the skipped ones). */
+async function* batchesFrom(data: Dataset, bs: number, start: number): AsyncGenerator<Batch> {
+  if (start === 0) {
+    yield* data.batches(bs);
+    return;
+  }
+  for (let i = start * bs; i < data.size; i += bs) {
+    const n = Math.min(bs, data.size - i);
+    yield await data.batch(Array.from({ length: n }, (_, j) => i + j));
   }
 }
 

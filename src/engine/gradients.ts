@@ -240,6 +240,8 @@ export interface GradientResult {
   /** Mean norm per k (index k), null where k was not sampled. */
   meanNorm: (number | null)[];
   meanLoss: number;
+  /** Set when interrupted: samples whose batch did not run keep norm null. */
+  interrupted?: { samplesDone: number };
 }
 
 export async function runGradients(
@@ -255,19 +257,29 @@ export async function runGradients(
   const samples: GradientSample[] = plan.samples.map((s) => ({ ...s, norm: NaN }));
   let lossSum = 0;
   let done = 0;
+  let batchesDone = 0;
+  let interrupted = false;
   for (const [b, idx] of [...byBatch.entries()].sort((a, c) => a[0] - c[0])) {
-    if (opts.signal?.aborted) throw new Interrupted();
+    if (opts.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
     const batch = await data.batch(plan.batches[b]!);
     const { norms, loss } = await pg.runBatch(batch.images, batch.labels, idx.map((i) => plan.samples[i]!.blocks), opts.signal);
     idx.forEach((i, j) => (samples[i]!.norm = norms[j]!));
     lossSum += loss;
+    batchesDone++;
     done += idx.length;
     opts.onProgress?.(done, plan.samples.length);
   }
   const meanNorm: (number | null)[] = Array(n + 1).fill(null);
   for (let k = 0; k <= n; k++) {
-    const xs = samples.filter((s) => s.k === k).map((s) => s.norm);
+    const xs = samples.filter((s) => s.k === k && !Number.isNaN(s.norm)).map((s) => s.norm);
     if (xs.length) meanNorm[k] = xs.reduce((a, c) => a + c, 0) / xs.length;
   }
-  return { n, ks: meta.ks, batchSize: plan.batchSize, seed: meta.seed, batches: plan.batches, samples, meanNorm, meanLoss: lossSum / Math.max(1, byBatch.size) };
+  return {
+    n, ks: meta.ks, batchSize: plan.batchSize, seed: meta.seed, batches: plan.batches, samples, meanNorm,
+    meanLoss: lossSum / Math.max(1, batchesDone),
+    ...(interrupted ? { interrupted: { samplesDone: done } } : {}),
+  };
 }

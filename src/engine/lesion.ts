@@ -7,7 +7,7 @@ import { UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { Random } from '../random.js';
 import { DELETE, intactProgram, unitCount, type BlockMode, type Program } from '../surgery/split.js';
-import { Engine, type EvalOptions, type EvalResult } from './engine.js';
+import { Engine, PartialResults, type EvalOptions, type EvalResult } from './engine.js';
 import type { Network } from './network.js';
 
 export type LesionMode = { kind: 'delete' } | { kind: 'scale'; alpha: number } | { kind: 'mean' };
@@ -49,6 +49,8 @@ export interface LesionResult {
   explicit: (Measured & { blocks: number[] }) | null;
   reorder: { swaps: number; samples: (Measured & { order: number[]; kendallTau: number })[]; meanTau: number; meanError: number }[];
   evaluations: number;
+  /** Set when the run was interrupted: every number above covers only these first samples. */
+  interrupted?: { samplesDone: number };
 }
 
 function measured(r: EvalResult): Measured {
@@ -167,7 +169,15 @@ export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptio
     }
   }
 
-  const results = await engine.evaluate(programs, data, { batch: opts.batch, cache: opts.cache, ...evalOpts });
+  let results: EvalResult[];
+  let interrupted: LesionResult['interrupted'];
+  try {
+    results = await engine.evaluate(programs, data, { batch: opts.batch, cache: opts.cache, ...evalOpts });
+  } catch (e) {
+    if (!(e instanceof PartialResults) || e.samplesDone === 0) throw e;
+    results = e.results;
+    interrupted = { samplesDone: e.samplesDone };
+  }
   const base = results[0]!;
   let cursor = 1;
   const single = singleUnits.map((u) => {
@@ -202,5 +212,6 @@ export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptio
     explicit,
     reorder,
     evaluations: programs.length,
+    ...(interrupted ? { interrupted } : {}),
   };
 }

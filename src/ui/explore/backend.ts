@@ -1,0 +1,169 @@
+/**
+ * The work explore asks for, behind one small interface: measure a configuration, the
+ * ensemble curve, path-restricted gradients, and write files. The engine-backed version runs
+ * every batch through one priority gate (scheduler.ts); tests may substitute their own.
+ */
+import { Engine } from '../../engine/engine.js';
+import { makePlan, PathGradients, runGradients } from '../../engine/gradients.js';
+import { runLesion, unitInfo } from '../../engine/lesion.js';
+import type { Network } from '../../engine/network.js';
+import type { Runtime } from '../../engine/session.js';
+import { UserError } from '../../errors.js';
+import type { Dataset } from '../../loader/data/dataset.js';
+import { encodeModel } from '../../loader/proto.js';
+import { DELETE, exportProgram, intactProgram } from '../../surgery/split.js';
+import { toJson } from '../../commands/output.js';
+import { modelStem, writeNewFile } from './files.js';
+import { Gate, gatedDataset, PRIORITY } from './scheduler.js';
+import { configSlug, type BlockRow, type EnsemblePoint, type ExploreInfo, type Measurement } from './state.js';
+
+export interface JobOptions {
+  signal: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Mean gradient norms per path length from one gradient run. */
+export interface GradientRun {
+  n: number;
+  samplesPerK: number;
+  meanNorm: (number | null)[];
+}
+
+export interface ExploreBackend {
+  readonly info: ExploreInfo;
+  /** Error of the network with `deleted` blocks deleted, on the explore data. */
+  evaluate(deleted: number[], o: JobOptions & { priority: number }): Promise<Measurement>;
+  /** Error against k deleted blocks, k = 0..min(eligible, 10), of the model or the --compare network. */
+  ensemble(which: 'ensemble' | 'compare', o: JobOptions): Promise<EnsemblePoint[]>;
+  /** A path-restricted gradient run on the intact network (a few samples per length k). */
+  gradients(o: JobOptions & { seed: number }): Promise<GradientRun>;
+  /** Writes the network with `deleted` blocks deleted as ONNX; returns the path. */
+  exportModel(deleted: number[]): Promise<string>;
+  /** Writes `doc` as JSON named after the configuration; returns the path. */
+  saveState(doc: unknown, deleted: number[]): Promise<string>;
+}
+
+export interface EngineBackendOptions {
+  rt: Runtime;
+  net: Network;
+  data: Dataset;
+  compare?: { net: Network; data: Dataset; name: string } | null;
+  /** Where x and s write (default: the current folder). */
+  outDir?: string;
+  /** Samples per forward pass; background work uses at most this, in smaller steps. */
+  batch?: number;
+  seed?: number;
+  /** Random subsets per k in the ensemble curve. */
+  ensembleSamples?: number;
+  maxK?: number;
+  /** Gradient samples per path length per run. */
+  gradientSamples?: number;
+  gradientBatch?: number;
+}
+
+export function blockRows(net: Network): BlockRow[] {
+  if (net.structure.kind !== 'residual') return [];
+  return net.structure.blocks.map((b) => ({
+    index: b.index,
+    stage: b.stage,
+    shortcut: b.shortcutKind,
+    downsampling: b.downsampling || b.shortcutKind === 'projection',
+    post: b.post,
+  }));
+}
+
+export function exploreInfo(net: Network, data: Dataset, compare: string | null): ExploreInfo {
+  return {
+    model: { path: net.model.path, name: modelStem(net.model.path), sha256: net.model.sha256 },
+    data: { description: data.description, size: data.size },
+    blocks: blockRows(net),
+    survival: net.preprocessing.survival,
+    compare,
+  };
+}
+
+export class EngineBackend implements ExploreBackend {
+  readonly info: ExploreInfo;
+  private gate = new Gate();
+  private engine: Engine;
+  private compareEngine: Engine | null;
+  private pathGradients: Promise<PathGradients> | null = null;
+
+  constructor(private o: EngineBackendOptions) {
+    if (o.net.structure.kind !== 'residual') {
+      throw new UserError(`${o.net.model.path}: a ${o.net.structure.kind} network has no residual blocks to explore; use reslens lesion for plain networks`);
+    }
+    this.info = exploreInfo(o.net, o.data, o.compare?.name ?? null);
+    this.engine = new Engine(o.rt, o.net);
+    this.compareEngine = o.compare ? new Engine(o.rt, o.compare.net) : null;
+  }
+
+  private get batch(): number {
+    return this.o.batch ?? 128;
+  }
+
+  async evaluate(deleted: number[], o: JobOptions & { priority: number }): Promise<Measurement> {
+    const p = intactProgram(this.info.blocks.length);
+    for (const d of deleted) p.modes[d] = DELETE;
+    // Background sweeps in smaller steps, so the user's evaluation waits less at the gate.
+    const batch = o.priority === PRIORITY.current ? this.batch : Math.min(this.batch, 64);
+    const data = gatedDataset(this.o.data, this.gate, o.priority, o.signal);
+    const [r] = await this.engine.evaluate([p], data, { batch, signal: o.signal, onProgress: o.onProgress });
+    return { error: r!.error, correct: r!.correct, total: r!.total, nonFinite: r!.nonFinite };
+  }
+
+  async ensemble(which: 'ensemble' | 'compare', o: JobOptions): Promise<EnsemblePoint[]> {
+    const engine = which === 'ensemble' ? this.engine : this.compareEngine;
+    const source = which === 'ensemble' ? this.o.data : this.o.compare?.data;
+    if (!engine || !source) throw new Error('no --compare network');
+    // Random subsets leave downsampling blocks (and shape-changing plain layers) alone, as in the paper.
+    const eligible = unitInfo(engine.net).filter((u) => u.deletable && !u.downsampling).length;
+    const maxK = Math.min(eligible, this.o.maxK ?? 10);
+    const ks = Array.from({ length: maxK }, (_, i) => i + 1);
+    const data = gatedDataset(source, this.gate, which === 'ensemble' ? PRIORITY.ensemble : PRIORITY.compare, o.signal);
+    const r = await runLesion(engine, data, {
+      mode: { kind: 'delete' }, single: false, k: ks, samples: this.o.ensembleSamples ?? 3, seed: this.o.seed ?? 0, batch: Math.min(this.batch, 64),
+    }, { signal: o.signal, onProgress: o.onProgress });
+    return [
+      { k: 0, mean: r.baseline.error, min: r.baseline.error, max: r.baseline.error, samples: 1 },
+      ...r.k.map((x) => ({ k: x.k, mean: x.mean, min: x.min, max: x.max, samples: x.samples.length })),
+    ];
+  }
+
+  async gradients(o: JobOptions & { seed: number }): Promise<GradientRun> {
+    const { net, rt } = this.o;
+    const n = this.info.blocks.length;
+    const source = this.o.data;
+    const classes = net.preprocessing.classNames?.length ?? source.classes ?? 0;
+    if (!classes) throw new UserError(`${net.model.path}: cannot tell the number of classes; add reslens.classes to the model's metadata`);
+    const batchSize = Math.min(this.o.gradientBatch ?? 32, source.size);
+    if (!this.pathGradients) {
+      this.pathGradients = PathGradients.create(rt, net, batchSize, classes);
+      this.pathGradients.catch(() => (this.pathGradients = null));
+    }
+    const pg = await this.pathGradients;
+    const ks = [...Array(n + 1).keys()];
+    const samplesPerK = this.o.gradientSamples ?? 5;
+    const plan = makePlan(n, source.size, { ks, samples: samplesPerK, batchSize, seed: o.seed });
+    const data = gatedDataset(source, this.gate, PRIORITY.gradients, o.signal);
+    try {
+      const r = await runGradients(pg, data, plan, { ks, seed: o.seed }, { signal: o.signal, onProgress: o.onProgress });
+      return { n, samplesPerK, meanNorm: r.meanNorm };
+    } finally {
+      data.done();
+    }
+  }
+
+  async exportModel(deleted: number[]): Promise<string> {
+    const { net } = this.o;
+    const p = intactProgram(this.info.blocks.length);
+    for (const d of deleted) p.modes[d] = DELETE;
+    const out = exportProgram(net.model.proto, net.graph, net.structure, p);
+    out.metadataProps = [...(out.metadataProps ?? []), { key: 'reslens.exported_from', value: `${net.model.sha256} delete=${deleted.join(',')} scale= reorder=` }];
+    return writeNewFile(this.o.outDir ?? process.cwd(), `${this.info.model.name}.${configSlug(deleted)}`, '.onnx', encodeModel(out));
+  }
+
+  async saveState(doc: unknown, deleted: number[]): Promise<string> {
+    return writeNewFile(this.o.outDir ?? process.cwd(), `${this.info.model.name}.${configSlug(deleted)}`, '.json', toJson(doc));
+  }
+}

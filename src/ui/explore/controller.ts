@@ -1,0 +1,327 @@
+/**
+ * Explore without a terminal: holds the state, turns actions into reducer events, and runs
+ * the long work (the current configuration's evaluation, the single-block sweep, the
+ * ensemble curves, gradient runs) in the background, each cancellable through its own
+ * AbortController. The Ink app only renders getState() and calls act().
+ */
+import { Interrupted } from '../../errors.js';
+import { effectivePaths } from '../../paths/distribution.js';
+import type { ExploreBackend, GradientRun } from './backend.js';
+import { displayPath } from './files.js';
+import { appliesIn, bindingFor, type Action } from './keymap.js';
+import { PRIORITY } from './scheduler.js';
+import {
+  baseline, configKey, currentKey, currentMeasurement, initialState, keptBlocks, reduce, singleBlock,
+  type ExploreEvent, type ExploreState, type JobName,
+} from './state.js';
+
+/** Share of the total gradient that the effective range of path lengths must carry (as reslens gradients). */
+export const EFFECTIVE_MASS = 0.9;
+
+export interface StartOptions {
+  sweep?: boolean;
+  ensemble?: boolean;
+}
+
+function aborted(e: unknown, signal: AbortSignal): boolean {
+  return e instanceof Interrupted || signal.aborted;
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message.split('\n')[0]! : String(e);
+}
+
+export class ExploreController {
+  private state: ExploreState;
+  private listeners = new Set<() => void>();
+  private evaluation: { key: string; abort: AbortController; promise: Promise<void> } | null = null;
+  private running = new Map<JobName, { abort: AbortController; promise: Promise<void> }>();
+  private gradientRuns: GradientRun[] = [];
+  private closed = false;
+
+  constructor(readonly backend: ExploreBackend) {
+    this.state = initialState(backend.info);
+  }
+
+  // ------------------------------------------------------------ store
+
+  getState = (): ExploreState => this.state;
+
+  subscribe = (listener: () => void): (() => void) => {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  };
+
+  dispatch(e: ExploreEvent): void {
+    const next = reduce(this.state, e);
+    if (next === this.state) return;
+    this.state = next;
+    for (const l of this.listeners) l();
+  }
+
+  private status(text: string, tone: 'info' | 'error' = 'info'): void {
+    this.dispatch({ type: 'status', status: { text, tone } });
+  }
+
+  // ------------------------------------------------------------ actions
+
+  /** Starts the background work: the current configuration, the single-block sweep, the ensemble curves. */
+  start(o: StartOptions = {}): void {
+    this.ensureCurrent();
+    if (o.sweep ?? true) this.startSweep();
+    if (o.ensemble ?? true) {
+      this.startEnsemble('ensemble');
+      if (this.state.info.compare) this.startEnsemble('compare');
+    }
+  }
+
+  /** Does what a key bound to `action` does. `page`: rows in one screen of the block list. */
+  act(action: Action, ctx: { page?: number } = {}): void {
+    const s = this.state;
+    if (this.closed) return;
+    if (!appliesIn(bindingFor(action), s.view)) {
+      if (action === 'toggle') this.status('Space deletes a block in the blocks view; press 1 to go there');
+      if (action === 'gradients') this.status('g runs gradients in the paths view; press 2 to go there');
+      return;
+    }
+    const page = Math.max(1, ctx.page ?? 10);
+    switch (action) {
+      case 'up': return this.dispatch({ type: 'move', delta: -1 });
+      case 'down': return this.dispatch({ type: 'move', delta: 1 });
+      case 'pageUp': return this.dispatch({ type: 'move', delta: -page });
+      case 'pageDown': return this.dispatch({ type: 'move', delta: page });
+      case 'first': return this.dispatch({ type: 'moveTo', index: 0 });
+      case 'last': return this.dispatch({ type: 'moveTo', index: s.info.blocks.length - 1 });
+      case 'nextView': return this.dispatch({ type: 'cycleView', delta: 1 });
+      case 'prevView': return this.dispatch({ type: 'cycleView', delta: -1 });
+      case 'viewBlocks': return this.dispatch({ type: 'view', view: 'blocks' });
+      case 'viewPaths': return this.dispatch({ type: 'view', view: 'paths' });
+      case 'viewEnsemble': return this.dispatch({ type: 'view', view: 'ensemble' });
+      case 'toggle': return this.toggle();
+      case 'reset': return this.reset();
+      case 'export': return void this.exportModel();
+      case 'save': return void this.save();
+      case 'gradients': return this.toggleGradients();
+      case 'help': return this.dispatch({ type: 'help' });
+      case 'quit': return this.quit();
+    }
+  }
+
+  toggle(index?: number): void {
+    this.dispatch({ type: 'toggle', index });
+    this.ensureCurrent();
+  }
+
+  reset(): void {
+    this.dispatch({ type: 'reset' });
+    this.ensureCurrent();
+  }
+
+  /** Cancels everything and marks the session as ending (the app exits on `quitting`). */
+  quit(): void {
+    this.cancelAll();
+    this.dispatch({ type: 'quit' });
+  }
+
+  /** Cancels all work and waits until none is running (before the runtime is closed). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cancelAll();
+    const pending = [this.evaluation?.promise, ...[...this.running.values()].map((j) => j.promise)];
+    await Promise.allSettled(pending.filter((p): p is Promise<void> => !!p));
+  }
+
+  private cancelAll(): void {
+    this.evaluation?.abort.abort();
+    for (const j of this.running.values()) j.abort.abort();
+  }
+
+  // ------------------------------------------------------------ the current configuration
+
+  /**
+   * Makes sure the current configuration gets measured: known → nothing to run (and a run
+   * for an older configuration is cancelled); unknown → one evaluation, replacing any other.
+   */
+  private ensureCurrent(): void {
+    if (this.closed) return;
+    const key = currentKey(this.state);
+    if (this.state.measured[key]) {
+      if (this.evaluation) {
+        this.evaluation.abort.abort();
+        this.evaluation = null;
+      }
+      if (this.state.evaluation) this.dispatch({ type: 'evaluation', evaluation: null });
+      return;
+    }
+    if (this.evaluation?.key === key) return;
+    this.evaluation?.abort.abort();
+    const abort = new AbortController();
+    const deleted = [...this.state.deleted];
+    this.dispatch({ type: 'evaluation', evaluation: { key, progress: 0 } });
+    const mine = () => this.evaluation?.key === key && this.evaluation.abort === abort;
+    const promise = this.backend
+      .evaluate(deleted, {
+        priority: PRIORITY.current,
+        signal: abort.signal,
+        onProgress: (done, total) => {
+          if (mine()) this.dispatch({ type: 'evaluation', evaluation: { key, progress: total ? done / total : 0 } });
+        },
+      })
+      .then((m) => {
+        this.dispatch({ type: 'measured', key, measurement: m });
+        if (mine()) {
+          this.evaluation = null;
+          this.dispatch({ type: 'evaluation', evaluation: null });
+        }
+      })
+      .catch((e) => {
+        if (aborted(e, abort.signal)) return;
+        if (mine()) {
+          this.evaluation = null;
+          this.dispatch({ type: 'evaluation', evaluation: null });
+        }
+        this.status(`evaluation failed: ${message(e)}`, 'error');
+      });
+    this.evaluation = { key, abort, promise };
+  }
+
+  // ------------------------------------------------------------ background jobs
+
+  private runJob(name: JobName, work: (signal: AbortSignal, progress: (done: number, total: number) => void) => Promise<string | void>): void {
+    if (this.running.has(name) || this.closed) return;
+    const abort = new AbortController();
+    this.dispatch({ type: 'job', job: name, patch: { status: 'running', done: 0, total: 0, message: undefined } });
+    const promise = work(abort.signal, (done, total) => this.dispatch({ type: 'job', job: name, patch: { done, total } }))
+      .then((note) => this.dispatch({ type: 'job', job: name, patch: { status: 'done', ...(note ? { message: note } : {}) } }))
+      .catch((e) => {
+        if (aborted(e, abort.signal)) {
+          this.dispatch({ type: 'job', job: name, patch: { status: 'cancelled' } });
+          return;
+        }
+        this.dispatch({ type: 'job', job: name, patch: { status: 'failed', message: message(e) } });
+        this.status(`${name} failed: ${message(e)}`, 'error');
+      })
+      .finally(() => this.running.delete(name));
+    this.running.set(name, { abort, promise });
+  }
+
+  /** Baseline, then each block deleted alone; configurations already measured are skipped. */
+  startSweep(): void {
+    const blocks = this.state.info.blocks.map((b) => b.index);
+    const configs: number[][] = [[], ...blocks.map((b) => [b])];
+    this.runJob('sweep', async (signal, progress) => {
+      for (let i = 0; i < configs.length; i++) {
+        const key = configKey(configs[i]!);
+        progress(i, configs.length);
+        // The user's evaluation of the same configuration is already on its way: wait for it.
+        if (this.evaluation?.key === key) await this.evaluation.promise;
+        if (signal.aborted) throw new Interrupted();
+        if (this.state.measured[key]) continue;
+        const m = await this.backend.evaluate(configs[i]!, {
+          priority: PRIORITY.sweep,
+          signal,
+          onProgress: (done, total) => progress(i + (total ? done / total : 0), configs.length),
+        });
+        this.dispatch({ type: 'measured', key, measurement: m });
+        this.ensureCurrent();
+      }
+      progress(configs.length, configs.length);
+    });
+  }
+
+  startEnsemble(which: 'ensemble' | 'compare'): void {
+    this.runJob(which, async (signal, progress) => {
+      const points = await this.backend.ensemble(which, { signal, onProgress: progress });
+      this.dispatch({ type: 'ensemble', which, points });
+    });
+  }
+
+  /** g: starts a gradient run (adding its samples to earlier runs), or cancels the one running. */
+  toggleGradients(): void {
+    const job = this.running.get('gradients');
+    if (job) {
+      job.abort.abort();
+      this.status('gradient run cancelled');
+      return;
+    }
+    const seed = this.gradientRuns.length + 1;
+    this.runJob('gradients', async (signal, progress) => {
+      const run = await this.backend.gradients({ seed, signal, onProgress: progress });
+      this.gradientRuns.push(run);
+      this.dispatch({ type: 'gradients', summary: summarizeGradients(this.gradientRuns) });
+      return `${this.gradientRuns.length * run.samplesPerK} samples per length`;
+    });
+  }
+
+  // ------------------------------------------------------------ files
+
+  async exportModel(): Promise<void> {
+    const deleted = [...this.state.deleted];
+    try {
+      const file = await this.backend.exportModel(deleted);
+      this.status(`wrote ${displayPath(file)} (${deleted.length ? `blocks ${deleted.join(',')} deleted` : 'intact'})`);
+    } catch (e) {
+      this.status(`export failed: ${message(e)}`, 'error');
+    }
+  }
+
+  /** The JSON that s writes. */
+  stateDocument(): Record<string, unknown> {
+    const s = this.state;
+    const cur = currentMeasurement(s);
+    const base = baseline(s);
+    return {
+      command: 'explore',
+      model: { path: s.info.model.path, sha256: s.info.model.sha256 },
+      data: s.info.data,
+      blocks: s.info.blocks.length,
+      deleted: s.deleted,
+      paths: { n: keptBlocks(s).length, count: (1n << BigInt(keptBlocks(s).length)).toString() },
+      error: cur ? cur.error : null,
+      correct: cur?.correct ?? null,
+      total: cur?.total ?? null,
+      baselineError: base ? base.error : null,
+      singleBlockError: s.info.blocks.map((b) => singleBlock(s, b.index)?.error ?? null),
+      ensemble: s.ensemble,
+      compareEnsemble: s.compareEnsemble,
+      gradients: s.gradients,
+      savedAt: new Date().toISOString(),
+    };
+  }
+
+  async save(): Promise<void> {
+    const deleted = [...this.state.deleted];
+    try {
+      const file = await this.backend.saveState(this.stateDocument(), deleted);
+      const cur = currentMeasurement(this.state);
+      this.status(`saved ${displayPath(file)}${cur ? '' : ' (error still being measured: saved as null)'}`);
+    } catch (e) {
+      this.status(`save failed: ${message(e)}`, 'error');
+    }
+  }
+}
+
+/** Pools gradient runs (weighted by samples) and weighs each length by its C(n, k) paths. */
+export function summarizeGradients(runs: GradientRun[]): import('./state.js').GradientSummary {
+  const n = runs[0]!.n;
+  const sum: number[] = Array(n + 1).fill(0);
+  const count: number[] = Array(n + 1).fill(0);
+  for (const r of runs) {
+    r.meanNorm.forEach((m, k) => {
+      if (m === null) return;
+      sum[k]! += m * r.samplesPerK;
+      count[k]! += r.samplesPerK;
+    });
+  }
+  const meanNorm = sum.map((x, k) => (count[k] ? x / count[k]! : null));
+  const eff = effectivePaths(meanNorm, n, EFFECTIVE_MASS);
+  return {
+    n,
+    samplesPerK: runs.reduce((a, r) => a + r.samplesPerK, 0),
+    meanNorm,
+    share: eff.share,
+    effective: eff.effective,
+    pathShare: eff.pathShare,
+    factorPerBlock: eff.fit ? eff.fit.factorPerBlock : null,
+  };
+}
