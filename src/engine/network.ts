@@ -74,16 +74,21 @@ export async function openNetwork(rt: Runtime, file: string, flags: PreprocessFl
   return analyseModel(rt, model, flags);
 }
 
-export async function analyseModel(rt: Runtime, model: Model, flags: PreprocessFlags = {}): Promise<Network> {
-  const { input, output, inputDims } = modelIO(model);
-  const graph = indexGraph(model.proto.graph!);
-  let structure: ResidualStructure;
+/** The indexed graph and residual structure, with every graph fault as a one-line UserError. */
+export function structureOf(model: Model): { graph: GraphIndex; structure: ResidualStructure } {
   try {
-    structure = detectStructure(model.proto, graph);
+    const graph = indexGraph(model.proto.graph!);
+    return { graph, structure: detectStructure(model.proto, graph) };
   } catch (e) {
     if (e instanceof StructureError) throw new UserError(`${model.path}: ${e.message}`);
+    if (e instanceof Error && /cycle|never produced/.test(e.message)) throw new UserError(`${model.path}: the graph is broken (${e.message}); the file is damaged`);
     throw e;
   }
+}
+
+export async function analyseModel(rt: Runtime, model: Model, flags: PreprocessFlags = {}): Promise<Network> {
+  const { input, output, inputDims } = modelIO(model);
+  const { graph, structure } = structureOf(model);
   const pre = preprocessing(model, inputDims, flags);
   const boundaries = new Set<string>();
   for (const s of structure.segments) {

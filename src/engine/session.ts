@@ -3,6 +3,7 @@
  * `Runtime`, `Session` and plain `Tensor`s, never onnxruntime types.
  */
 import type * as OrtTypes from 'onnxruntime-node';
+import { UserError } from '../errors.js';
 import { encodeModel, type ModelProto } from '../loader/proto.js';
 
 type Ort = typeof OrtTypes;
@@ -80,7 +81,14 @@ export class Runtime {
       interOpNumThreads: 1,
       ...(this.threads ? { intraOpNumThreads: this.threads } : {}),
     };
-    const s = await ort.InferenceSession.create(bytes, options);
+    let s: OrtTypes.InferenceSession;
+    try {
+      s = await ort.InferenceSession.create(bytes, options);
+    } catch (e) {
+      // The graph comes from the user's file (or a cut of it): a refusal here is almost always
+      // a damaged or unsupported model.
+      throw new UserError(`onnxruntime cannot load the model (${label}): ${firstLine(e)}; is the file damaged, or does it use an operator onnxruntime lacks?`);
+    }
     let released = false;
     const session: Session = {
       label,
@@ -89,7 +97,12 @@ export class Runtime {
       async run(feeds, outputs) {
         const ortFeeds: Record<string, OrtTypes.Tensor> = {};
         for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(ort, v);
-        const res = outputs ? await s.run(ortFeeds, outputs) : await s.run(ortFeeds);
+        let res: OrtTypes.InferenceSession.ReturnType;
+        try {
+          res = outputs ? await s.run(ortFeeds, outputs) : await s.run(ortFeeds);
+        } catch (e) {
+          throw new UserError(`onnxruntime failed running the model (${label}): ${firstLine(e)}; is the file damaged, or do the data not fit the model?`);
+        }
         const out: Record<string, Tensor> = {};
         for (const [k, v] of Object.entries(res)) {
           out[k] = { data: v.data as Float32Array, dims: v.dims.map(Number) };
@@ -111,6 +124,10 @@ export class Runtime {
     this.sessions = [];
     await Promise.all(all.map((s) => s.release()));
   }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 300);
 }
 
 export async function onnxruntimeVersion(): Promise<string> {

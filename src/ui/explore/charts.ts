@@ -44,7 +44,7 @@ export interface PointSeries {
   /** One value per x position (null: none). */
   values: (number | null)[];
   /** Vertical min-max bars drawn behind the points. */
-  range?: { lo: number; hi: number }[];
+  range?: ({ lo: number; hi: number } | null)[];
   /** Horizontal offset within an x cell, so series side by side stay apart. */
   offset?: number;
 }

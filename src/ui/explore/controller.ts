@@ -12,7 +12,7 @@ import { appliesIn, bindingFor, type Action } from './keymap.js';
 import { PRIORITY } from './scheduler.js';
 import {
   baseline, configKey, currentKey, currentMeasurement, initialState, keptBlocks, reduce, singleBlock,
-  type ExploreEvent, type ExploreState, type JobName,
+  type ExploreEvent, type ExploreState, type GradientSummary, type JobName,
 } from './state.js';
 
 /** Share of the total gradient that the effective range of path lengths must carry (as reslens gradients). */
@@ -302,7 +302,7 @@ export class ExploreController {
 }
 
 /** Pools gradient runs (weighted by samples) and weighs each length by its C(n, k) paths. */
-export function summarizeGradients(runs: GradientRun[]): import('./state.js').GradientSummary {
+export function summarizeGradients(runs: GradientRun[]): GradientSummary {
   const n = runs[0]!.n;
   const sum: number[] = Array(n + 1).fill(0);
   const count: number[] = Array(n + 1).fill(0);

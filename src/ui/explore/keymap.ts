@@ -28,6 +28,8 @@ type NamedKey = 'upArrow' | 'downArrow' | 'pageUp' | 'pageDown' | 'home' | 'end'
 /** One key: a named key (arrows, Tab, ...) or a typed character, with modifiers. */
 export interface KeySpec {
   label: string;
+  /** Shorter label for the help bar. */
+  short?: string;
   named?: NamedKey;
   input?: string;
   ctrl?: boolean;
@@ -65,7 +67,7 @@ export const KEYMAP: readonly Binding[] = [
   { action: 'save', keys: [char('s')], description: 'save the state as JSON: model sha256, deleted blocks, error', bar: 'save' },
   { action: 'gradients', keys: [char('g')], description: 'start (or cancel) the path-restricted gradient run in the background', bar: 'gradients', views: ['paths'] },
   { action: 'help', keys: [char('?')], description: 'show or hide this help (Esc also hides it)', bar: 'help' },
-  { action: 'quit', keys: [char('q'), { label: 'Ctrl-C', input: 'c', ctrl: true }], description: 'quit (running work is cancelled)', bar: 'quit' },
+  { action: 'quit', keys: [char('q'), { label: 'Ctrl-C', short: '^C', input: 'c', ctrl: true }], description: 'quit (running work is cancelled)', bar: 'quit' },
 ];
 
 function matches(k: KeySpec, input: string, key: KeyPress): boolean {
@@ -105,9 +107,10 @@ export function helpBarItems(view: ViewName): { keys: string; label: string; spe
   }
   return [...groups].map(([label, rows]) => {
     const specific = rows.some((r) => r.views !== undefined);
-    if (rows.length === 1) return { keys: keysLabel(rows[0]!, '/'), label, specific };
-    const first = rows.map((r) => r.keys[0]!.label).join('');
-    const rest = rows.flatMap((r) => r.keys.slice(1).map((k) => k.label)).sort().join('');
+    const short = (k: KeySpec) => k.short ?? k.label;
+    if (rows.length === 1) return { keys: rows[0]!.keys.map(short).join('/'), label, specific };
+    const first = rows.map((r) => short(r.keys[0]!)).join('');
+    const rest = rows.flatMap((r) => r.keys.slice(1).map(short)).sort().join('');
     return { keys: rest ? `${first}/${rest}` : first, label, specific };
   });
 }

@@ -1,0 +1,63 @@
+/** reslens explore: delete blocks by hand and watch the error, the paths and the ensemble curve. */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { openNetwork } from '../engine/network.js';
+import { UserError } from '../errors.js';
+import type { Dataset } from '../loader/data/dataset.js';
+import { EngineBackend } from '../ui/explore/backend.js';
+import { ExploreController } from '../ui/explore/controller.js';
+import { modelStem } from '../ui/explore/files.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, withRuntime } from './common.js';
+
+export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for scripts use reslens lesion --json';
+
+export function registerExplore(program: Command): void {
+  const cmd = program
+    .command('explore')
+    .description('interactive: delete blocks and watch the error, the path lengths and the ensemble curve')
+    .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
+    .addOption(new Option('--compare <plain.onnx>', "a plain (or other) network whose error-vs-deleted curve is drawn beside the model's"))
+    .addHelpText('after', `
+Keys: arrows or j/k select a block, Space deletes it (or puts it back), Tab or 1-3 switch view,
+x writes the current network as ONNX, s saves the state as JSON, g measures gradients, ? help, q quits.
+
+Examples:
+  reslens explore                                  # resnet20 on the shipped 1k Fashion-MNIST subset
+  reslens explore fixtures/models/resnet56.onnx --limit 500
+  reslens explore model.onnx --data test_batch.bin --compare plain.onnx`);
+  addPreprocessOptions(addRuntimeOptions(addDataOptions(cmd)));
+  // Every toggle is measured again, so a subset keeps the answer interactive.
+  cmd.setOptionValueWithSource('limit', 1000, 'default');
+  cmd.action(async (modelPath: string, o: Record<string, any>) => {
+    if (!process.stdin.isTTY || !process.stdout.isTTY) throw new UserError(NOT_A_TERMINAL);
+    await withRuntime(o, async (rt) => {
+      const net = await openNetwork(rt, modelPath, o);
+      if (net.structure.kind !== 'residual') {
+        throw new UserError(`${modelPath}: a ${net.structure.kind} network has no residual blocks to explore; use reslens lesion for plain networks, or pass it as --compare`);
+      }
+      const opened: Dataset[] = [];
+      try {
+        const data = await openDataFor(net, o);
+        opened.push(data);
+        let compare = null;
+        if (o.compare) {
+          const cnet = await openNetwork(rt, o.compare, o);
+          if (cnet.structure.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks or layers to delete; --compare takes a plain or residual network`);
+          const cdata = await openDataFor(cnet, o);
+          opened.push(cdata);
+          compare = { net: cnet, data: cdata, name: modelStem(o.compare) };
+        }
+        const backend = new EngineBackend({ rt, net, data, compare, batch: o.batch });
+        const controller = new ExploreController(backend);
+        const { runExploreApp } = await import('../ui/explore/run.js');
+        try {
+          await runExploreApp(controller);
+        } finally {
+          await controller.close();
+        }
+      } finally {
+        for (const d of opened) await d.close();
+      }
+    });
+  });
+}

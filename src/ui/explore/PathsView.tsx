@@ -1,0 +1,93 @@
+/**
+ * The unraveled view of the current network: path lengths for n = blocks left (Binomial(n, 1/2)),
+ * the lengths stochastic depth samples in training when survival probabilities are known,
+ * and, once measured, the gradient magnitude against path length and its share of the total.
+ */
+import { Box, Text } from 'ink';
+import { pathLengthDistribution, poissonBinomial, shortestRange, summarize } from '../../paths/distribution.js';
+import { formatCount } from '../../paths/render.js';
+import { cut, histogramChart, pointChart, sideBySide } from './charts.js';
+import { Spinner } from './Spinner.js';
+import { keptBlocks, keptSurvival, type ExploreState } from './state.js';
+
+interface Line {
+  text: string;
+  style?: 'title' | 'dim' | 'chart';
+}
+
+const lenRange = (lo: number, hi: number) => (lo === hi ? `${lo}` : `${lo}–${hi}`);
+
+function distributionTitle(label: string, probability: number[]): string {
+  const s = summarize(probability);
+  const r = shortestRange(probability, 0.95);
+  return `${label}: mean ${s.mean.toFixed(2)}, sd ${s.sd.toFixed(2)}; 95% in lengths ${lenRange(r.lo, r.hi)}`;
+}
+
+/** The paths view as lines of text (at most `height`, each at most `width` columns). */
+export function pathsLines(state: ExploreState, width: number, height: number): Line[] {
+  const n = keptBlocks(state).length;
+  const dist = pathLengthDistribution(n);
+  const survival = keptSurvival(state);
+  const sd = survival ? poissonBinomial(survival) : null;
+  const g = state.gradients;
+  const job = state.jobs.gradients;
+  const wide = width >= 120;
+  // Chart rows: each costs a title line and two axis lines besides its bars.
+  const chartRows = (wide ? 1 : sd ? 2 : 1) + (g ? 1 : 0);
+  const fixed = chartRows * 3 + (g ? 1 : 1);
+  const h = Math.max(2, Math.min(12, Math.floor((height - fixed) / chartRows)));
+  const out: Line[] = [];
+  const deleted = state.deleted.length ? ` (${state.info.blocks.length} − ${state.deleted.length} deleted)` : '';
+  const binomTitle = cut(distributionTitle(`n = ${n}${deleted}, 2^${n} = ${formatCount(dist.total, 12)} paths`, dist.probability), wide && sd ? Math.floor(width / 2) - 1 : width);
+  const binom = histogramChart(dist.probability, wide && sd ? Math.floor(width / 2) - 1 : width, h);
+  if (sd) {
+    const sdTitle = distributionTitle('stochastic depth, lengths sampled in training', sd);
+    if (wide) {
+      const half = Math.floor(width / 2) - 1;
+      out.push({ text: sideBySide([{ lines: [binomTitle], width: half }, { lines: [cut(sdTitle, half)], width: half }])[0]!, style: 'title' });
+      for (const l of sideBySide([{ lines: binom, width: half }, { lines: histogramChart(sd, half, h), width: half }])) out.push({ text: l, style: 'chart' });
+    } else {
+      out.push({ text: binomTitle, style: 'title' });
+      for (const l of binom) out.push({ text: l, style: 'chart' });
+      out.push({ text: cut(sdTitle, width), style: 'title' });
+      for (const l of histogramChart(sd, width, h)) out.push({ text: l, style: 'chart' });
+    }
+  } else {
+    out.push({ text: binomTitle, style: 'title' });
+    for (const l of binom) out.push({ text: l, style: 'chart' });
+  }
+  const total = state.info.blocks.length;
+  if (!g) {
+    const what = job.status === 'running' ? `measuring ${job.done}/${job.total || '?'} samples (g cancels)`
+      : job.status === 'failed' ? `failed: ${job.message ?? ''}` : `press g to measure them (5 samples per length k, in the background)`;
+    out.push({ text: cut(`path-restricted gradients of the intact network (n = ${total}): ${what}`, width), style: 'dim' });
+  } else {
+    const eff = g.effective ? `lengths ${lenRange(g.effective.lo, g.effective.hi)} carry ${(g.effective.mass * 100).toFixed(0)}% of the gradient, ${((g.pathShare ?? 0) * 100).toPrecision(2)}% of the paths` : '';
+    const factor = g.factorPerBlock !== null ? `|g| ×${g.factorPerBlock.toFixed(2)} per block; ` : '';
+    const run = job.status === 'running' ? ` · more: ${job.done}/${job.total}` : ' · g adds samples';
+    out.push({ text: cut(`gradient vs path length k (intact, ${g.samplesPerK} samples per k): ${factor}${eff}${run}`, width), style: 'title' });
+    const half = Math.floor((width - 2) / 2);
+    const xs = [...Array(g.n + 1).keys()];
+    const logs = g.meanNorm.map((m) => (m !== null && m > 0 ? Math.log10(m) : null));
+    const left = ['log10 mean |g| of a path of length k', ...pointChart([{ glyph: '●', values: logs }], { width: half, height: h, xs, format: (v) => v.toFixed(1) })];
+    const right = ['share of the total gradient, C(n,k)·|g_k|', ...histogramChart(g.share, half, h, 0.9)];
+    for (const l of sideBySide([{ lines: left, width: half }, { lines: right, width: half }])) out.push({ text: l, style: 'chart' });
+  }
+  return out.slice(0, height);
+}
+
+export function PathsView({ state, width, height }: { state: ExploreState; width: number; height: number }) {
+  const lines = pathsLines(state, width, height);
+  const running = state.jobs.gradients.status === 'running';
+  return (
+    <Box flexDirection="column" width={width} height={height}>
+      {lines.map((l, i) => (
+        <Text key={i} wrap="truncate" bold={l.style === 'title'} dimColor={l.style === 'dim'} color={l.style === 'chart' ? 'cyan' : undefined}>
+          {running && i === lines.length - 1 && l.style === 'dim' ? <Spinner /> : null}
+          {running && i === lines.length - 1 && l.style === 'dim' ? ' ' : ''}
+          {l.text}
+        </Text>
+      ))}
+    </Box>
+  );
+}

@@ -1,0 +1,23 @@
+/** Puts explore on the terminal: alternate screen, Ink render, and back when it ends. */
+import { render } from 'ink';
+import { App } from './App.js';
+import type { ExploreController } from './controller.js';
+
+const ALT_SCREEN_ON = '\x1b[?1049h\x1b[H';
+const ALT_SCREEN_OFF = '\x1b[?1049l';
+
+/** Runs the app until the user quits; the caller closes the controller and runtime afterwards. */
+export async function runExploreApp(controller: ExploreController, stdout: NodeJS.WriteStream = process.stdout): Promise<void> {
+  stdout.write(ALT_SCREEN_ON);
+  const app = render(<App controller={controller} />, { stdout, exitOnCtrlC: false, patchConsole: true, maxFps: 20 });
+  const onSignal = () => controller.quit();
+  process.on('SIGTERM', onSignal);
+  try {
+    controller.start();
+    await app.waitUntilExit();
+  } finally {
+    process.off('SIGTERM', onSignal);
+    app.unmount();
+    stdout.write(ALT_SCREEN_OFF);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Fuzzing with fast-check: damaged models and data files, and random flag values, must give a
+ * valid result or a UserError (a one-line message, exit 2) — never another exception.
+ * FUZZ_RUNS sets the number of cases (npm run fuzz: 10,000; the normal suite: 500).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import fc from 'fast-check';
+import { parseBlockList } from '../src/blocklist.js';
+import { UserError } from '../src/errors.js';
+import { openDataset } from '../src/loader/data/index.js';
+import { modelFromBytes, modelIO } from '../src/loader/model.js';
+import { encodeModel } from '../src/loader/proto.js';
+import { structureOf } from '../src/engine/network.js';
+import { inferShapes } from '../src/surgery/shapes.js';
+import { parseMode } from '../src/commands/lesion.js';
+import { buildNet } from './helpers/build.js';
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 500);
+const dir = mkdtempSync(path.join(os.tmpdir(), 'reslens-fuzz-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const model = encodeModel(buildNet({ blocks: [{ cout: 4 }, { cout: 8, stride: 2 }, { cout: 8, act: 'pre' }], size: 8 }));
+const idxImages = readFileSync('fixtures/data/t10k-images-idx3-ubyte').subarray(0, 16 + 784 * 20);
+const idxLabels = readFileSync('fixtures/data/t10k-labels-idx1-ubyte').subarray(0, 8 + 20);
+
+/** A damaged copy: truncated, bits flipped, bytes overwritten, or a run duplicated (length fields). */
+const damage = (src: Uint8Array) =>
+  fc.oneof(
+    fc.nat({ max: src.length - 1 }).map((n) => src.slice(0, n)),
+    fc.array(fc.tuple(fc.nat({ max: src.length - 1 }), fc.nat({ max: 7 })), { minLength: 1, maxLength: 8 }).map((flips) => {
+      const b = src.slice();
+      for (const [i, bit] of flips) b[i]! ^= 1 << bit;
+      return b;
+    }),
+    fc.array(fc.tuple(fc.nat({ max: src.length - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }).map((sets) => {
+      const b = src.slice();
+      for (const [i, v] of sets) b[i] = v;
+      return b;
+    }),
+    fc.tuple(fc.nat({ max: src.length - 1 }), fc.nat({ max: 64 })).map(([i, n]) => Uint8Array.from([...src.subarray(0, i), ...src.subarray(i, i + n), ...src.subarray(i)])),
+  );
+
+function userErrorOr<T>(f: () => T): T | UserError {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof UserError) {
+      assert.ok(!e.message.includes('\n'), `one line: ${e.message}`);
+      return e;
+    }
+    throw e;
+  }
+}
+
+test(`damaged models: loaded and analysed, or refused with a UserError (${RUNS} cases)`, () => {
+  fc.assert(
+    fc.property(damage(model), (bytes) => {
+      const m = userErrorOr(() => modelFromBytes(bytes, 'fuzz.onnx'));
+      if (m instanceof UserError) return;
+      userErrorOr(() => {
+        const io = modelIO(m);
+        const { graph } = structureOf(m);
+        inferShapes(graph, [1, 1, 8, 8]);
+        return io;
+      });
+    }),
+    { numRuns: RUNS, seed: 42 },
+  );
+});
+
+test(`damaged IDX files: read, or refused with a UserError (${Math.ceil(RUNS / 5)} cases)`, async () => {
+  let i = 0;
+  await fc.assert(
+    fc.asyncProperty(damage(idxImages), damage(idxLabels), async (img, lab) => {
+      const base = path.join(dir, `case${i++}`);
+      writeFileSync(`${base}-images-idx3-ubyte`, img);
+      writeFileSync(`${base}-labels-idx1-ubyte`, lab);
+      try {
+        const data = await openDataset(`${base}-images-idx3-ubyte`, { preprocess: { mean: [0.5], std: [0.5], size: [28, 28], channels: 1 } });
+        try {
+          for await (const b of data.batches(7)) assert.equal(b.images.length, b.n * 784);
+        } finally {
+          await data.close();
+        }
+      } catch (e) {
+        if (!(e instanceof UserError)) throw e;
+      } finally {
+        rmSync(`${base}-images-idx3-ubyte`, { force: true });
+        rmSync(`${base}-labels-idx1-ubyte`, { force: true });
+      }
+    }),
+    { numRuns: Math.ceil(RUNS / 5), seed: 7 },
+  );
+});
+
+test(`random flag values: parsed, or refused with a UserError (${RUNS} cases)`, () => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 20 }), fc.integer({ min: 0, max: 2000 }), (s, max) => {
+      const list = userErrorOr(() => parseBlockList(s, '--delete', max));
+      if (!(list instanceof UserError)) assert.ok(list.every((v) => Number.isInteger(v) && v >= 0 && v <= max));
+      userErrorOr(() => parseMode(s));
+    }),
+    { numRuns: RUNS, seed: 3 },
+  );
+});
+
+test(`the CLI on damaged models with random flags: exit 0 or 2, one line, no hang (${Math.ceil(RUNS / 25)} cases)`, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const good = buildNet({ blocks: [{ cout: 4 }, { cout: 4 }], size: 8 });
+  good.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
+  const src = encodeModel(good);
+  const npyHeader = (shape: number[]) => {
+    let h = `{'descr': '|u1', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+    h += ' '.repeat(63 - ((h.length + 10) % 64)) + '\n';
+    const pre = Buffer.alloc(10);
+    pre.write('\x93NUMPY', 0, 'latin1');
+    pre[6] = 1;
+    pre.writeUInt16LE(h.length, 8);
+    return Buffer.concat([pre, Buffer.from(h, 'latin1')]);
+  };
+  writeFileSync(path.join(dir, 'x.npy'), Buffer.concat([npyHeader([16, 8, 8]), Buffer.alloc(16 * 64, 100)]));
+  writeFileSync(path.join(dir, 'y.npy'), Buffer.concat([npyHeader([16]), Buffer.from(Array.from({ length: 16 }, (_, i) => i % 10))]));
+  const flag = fc.oneof(
+    fc.constantFrom(['--k', '1'], ['--k', '0'], ['--k', '1,2'], ['--samples', '2'], ['--delete', '0'], ['--delete', '5-1'], ['--mode', 'mean'], ['--mode', 'scale:0.5'], ['--mode', 'scale:x'], ['--limit', '5'], ['--batch', '0'], ['--batch', '3'], ['--seed', '-1'], ['--reorder'], ['--swaps', '2'], ['--size', '8,8'], ['--size', 'a'], ['--mean', '0.5'], ['--std', '0'], ['--threads', '1']),
+    fc.tuple(fc.constantFrom('--k', '--delete', '--limit', '--batch', '--mode', '--size', '--std'), fc.string({ maxLength: 8 })).map(([f, v]) => [f, v]),
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.oneof(fc.constant(src), damage(src)), fc.array(flag, { maxLength: 4 }), async (bytes, flags) => {
+      const file = path.join(dir, 'cli-case.onnx');
+      writeFileSync(file, bytes);
+      const r = spawnSync(process.execPath, ['dist/cli.js', 'lesion', file, '--data', path.join(dir, 'x.npy'), '--device', 'cpu', '--no-single', ...flags.flat()], { encoding: 'utf8', timeout: 60000 });
+      assert.notEqual(r.signal, 'SIGTERM', `hang: ${flags.flat().join(' ')}`);
+      assert.ok(r.status === 0 || r.status === 2, `exit ${r.status} for ${flags.flat().join(' ')}: ${r.stderr}`);
+      if (r.status === 2) assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('reslens:') || l.startsWith('error:')).length >= 1, true, r.stderr);
+    }),
+    { numRuns: Math.ceil(RUNS / 25), seed: 11, includeErrorInReport: true },
+  );
+});
