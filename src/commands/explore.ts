@@ -18,6 +18,10 @@ export function registerExplore(program: Command): void {
     .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
     .addOption(new Option('--compare <plain.onnx>', "a plain (or other) network whose error-vs-deleted curve is drawn beside the model's"))
     .addHelpText('after', `
+Every configuration is measured on the first --limit samples (default here: 1000), so a
+deletion shows its error within seconds; single-block errors, the ensemble curve and, on g,
+path-restricted gradients are computed in the background.
+
 Keys: arrows or j/k select a block, Space deletes it (or puts it back), Tab or 1-3 switch view,
 x writes the current network as ONNX, s saves the state as JSON, g measures gradients, ? help, q quits.
 

@@ -5,6 +5,7 @@ import { registerLesion } from './lesion.js';
 import { registerExport } from './export.js';
 import { registerPaths } from './paths.js';
 import { registerGradients } from './gradients.js';
+import { registerExplore } from './explore.js';
 
 export function registerCommands(program: Command): void {
   registerInspect(program);
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerExport(program);
   registerPaths(program);
   registerGradients(program);
+  registerExplore(program);
 }

@@ -5,7 +5,7 @@
  */
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
-import { programSteps, stepModel, modeKey, type BlockMode, type Program, type Step } from '../surgery/split.js';
+import { programSteps, stepModel, stepsModel, modeKey, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
@@ -47,9 +47,29 @@ export class PartialResults extends Interrupted {
 type Kernel = { session: Session; input: string; output: string } | { js: (x: Tensor) => Tensor };
 
 interface TrieNode {
-  step: Step | null;
+  /** The steps from the parent to this node: one, or a chain merged by `compress`. */
+  steps: Step[];
   children: Map<string, TrieNode>;
   programs: number[];
+}
+
+/**
+ * Merges every run of trie nodes without branching into one node, so that a run of steps
+ * (e.g. 'block i deleted, then the rest of the network') is one session call instead of one
+ * per block: fewer copies in and out of onnxruntime, and its layout transforms stay inside.
+ */
+function compress(node: TrieNode): void {
+  for (const [key, child] of node.children) {
+    let c = child;
+    const steps = [...c.steps];
+    while (c.children.size === 1 && c.programs.length === 0) {
+      c = c.children.values().next().value!;
+      steps.push(...c.steps);
+    }
+    const merged: TrieNode = { steps, children: c.children, programs: c.programs };
+    node.children.set(key, merged);
+    compress(merged);
+  }
 }
 
 function relu(x: Tensor): Tensor {
@@ -104,6 +124,21 @@ export class Engine {
     return out[k.output]!;
   }
 
+  /** Runs consecutive steps; a run of several is one session (built once, cached). */
+  async runSteps(steps: Step[], x: Tensor): Promise<Tensor> {
+    if (steps.length === 1) return this.runStep(steps[0]!, x);
+    const key = steps.map((st) => this.kernelKey(st)).join('>');
+    let k = this.kernels.get(key);
+    if (!k) {
+      const { structure: s, graph: g, model } = this.net;
+      k = this.rt.create(stepsModel(model.proto, g, s, steps), `steps ${key}`).then((session) => ({ session, input: 'x', output: 'y' }));
+      this.kernels.set(key, k);
+    }
+    const kern = await k;
+    if ('js' in kern) return kern.js(x);
+    return (await kern.session.run({ [kern.input]: x }))[kern.output]!;
+  }
+
   /** Evaluates every program on the data set; results in the programs' order. */
   async evaluate(programs: Program[], data: Dataset, opts: EvalOptions = {}): Promise<EvalResult[]> {
     const classes = data.classes ?? 0;
@@ -115,18 +150,19 @@ export class Engine {
         }));
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
-    const root: TrieNode = { step: null, children: new Map(), programs: [] };
+    const root: TrieNode = { steps: [], children: new Map(), programs: [] };
     stepLists.forEach((steps, pi) => {
       let node = root;
       steps.forEach((st, i) => {
         // Without the cache every program gets its own path through the trie.
         const key = cache ? st.key : `${pi}#${st.key}`;
         let child = node.children.get(key);
-        if (!child) node.children.set(key, (child = { step: st, children: new Map(), programs: [] }));
+        if (!child) node.children.set(key, (child = { steps: [st], children: new Map(), programs: [] }));
         node = child;
         if (i === steps.length - 1) node.programs.push(pi);
       });
     });
+    compress(root);
     const bs = opts.batch ?? 128;
     const start = opts.startBatch ?? 0;
     let done = Math.min(data.size, start * bs);
@@ -141,7 +177,7 @@ export class Engine {
       }
       const x: Tensor = { data: batch.images, dims: [batch.n, ...data.shape] };
       // A batch always finishes, so counts never mix a half-scored batch.
-      await this.walk(root, x, batch, results);
+      await this.walkRoot(root, x, batch, results);
       done += batch.n;
       b++;
       opts.onProgress?.(done, data.size);
@@ -151,9 +187,52 @@ export class Engine {
     return results;
   }
 
+  /**
+   * The spine: the trie path of single full steps from the root (the intact network, when it
+   * is among the programs). It runs as one session with every step's output, and the
+   * branches leave it from those outputs.
+   */
+  private async walkRoot(root: TrieNode, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {
+    const spine: TrieNode[] = [];
+    let node = root;
+    for (;;) {
+      const next = [...node.children.values()].find((c) => c.steps.length === 1 && c.steps[0]!.mode.kind === 'full');
+      if (!next) break;
+      spine.push(next);
+      node = next;
+    }
+    if (spine.length < 2) return this.walk(root, x, batch, results);
+    const key = `spine:${spine.map((n) => this.kernelKey(n.steps[0]!)).join('>')}`;
+    let k = this.kernels.get(key);
+    if (!k) {
+      const { structure: s, graph: g, model } = this.net;
+      k = this.rt.create(stepsModel(model.proto, g, s, spine.map((n) => n.steps[0]!), 'x', 'y', 'spine', true), 'intact spine').then((session) => ({ session, input: 'x', output: 'y' }));
+      this.kernels.set(key, k);
+    }
+    const kern = (await k) as { session: Session };
+    const outs = await kern.session.run({ x });
+    const acts = spine.map((_, i) => outs[i === spine.length - 1 ? 'y' : `reslens_step_${i}`]!);
+    let parentX = x;
+    let parent = root;
+    for (let i = 0; i < spine.length; i++) {
+      const n = spine[i]!;
+      for (const c of parent.children.values()) if (c !== n) await this.walkChild(c, parentX, batch, results);
+      for (const pi of n.programs) score(acts[i]!, batch, results[pi]!);
+      parent = n;
+      parentX = acts[i]!;
+    }
+    if (parent.children.size) await this.walk(parent, parentX, batch, results);
+  }
+
+  private async walkChild(child: TrieNode, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {
+    const y = await this.runSteps(child.steps, x);
+    for (const pi of child.programs) score(y, batch, results[pi]!);
+    if (child.children.size) await this.walk(child, y, batch, results);
+  }
+
   private async walk(node: TrieNode, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {
     for (const child of node.children.values()) {
-      const y = await this.runStep(child.step!, x);
+      const y = await this.runSteps(child.steps, x);
       for (const pi of child.programs) score(y, batch, results[pi]!);
       if (child.children.size) await this.walk(child, y, batch, results);
     }

@@ -196,16 +196,23 @@ function assemble(model: ModelProto, g: GraphIndex, pieces: Piece[], input: stri
  * The whole changed network as one ONNX model with the original input and output names,
  * for `reslens export` and as the reference the engine is tested against.
  */
-export function exportProgram(model: ModelProto, g: GraphIndex, s: ResidualStructure, p: Program): ModelProto {
-  const steps = programSteps(s, p);
+/** A run of consecutive steps as one model from tensor `input` to tensor `output`. */
+export function stepsModel(model: ModelProto, g: GraphIndex, s: ResidualStructure, steps: Step[], input = 'x', output = 'y', name = 'steps', everyStep = false): ModelProto {
   const pieces: Piece[] = [];
-  let cur = s.input;
+  let cur = input;
   steps.forEach((st, i) => {
-    const out = i === steps.length - 1 ? s.output : `reslens_step_${i}`;
+    const out = i === steps.length - 1 ? output : `reslens_step_${i}`;
     pieces.push(segmentPiece(g, s, s.segments[st.seg]!, st.unit, st.mode, cur, out, `__p${i}`));
     cur = out;
   });
-  const sub = assemble(model, g, pieces, s.input, s.output, `${model.graph?.name ?? 'model'}_reslens`);
+  const m = assemble(model, g, pieces, input, output, name);
+  // Optionally every step's output too (reslens_step_0, ...), for the engine's intact spine.
+  if (everyStep) m.graph!.output = steps.map((_, i) => ({ name: i === steps.length - 1 ? output : `reslens_step_${i}`, type: { tensorType: { elemType: 1 } } }));
+  return m;
+}
+
+export function exportProgram(model: ModelProto, g: GraphIndex, s: ResidualStructure, p: Program): ModelProto {
+  const sub = stepsModel(model, g, s, programSteps(s, p), s.input, s.output, `${model.graph?.name ?? 'model'}_reslens`);
   // Keep the original input/output declarations (shapes, dynamic batch) and the metadata.
   sub.graph!.input = (model.graph!.input ?? []).filter((v) => v.name === s.input);
   sub.graph!.output = (model.graph!.output ?? []).filter((v) => v.name === s.output);

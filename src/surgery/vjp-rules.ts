@@ -16,6 +16,7 @@ import {
   int64Tensor,
   makeNode,
   tensorDims,
+  tensorFloats,
   tensorInts,
   type AttrValue,
   type NodeProto,
@@ -246,6 +247,35 @@ function transposeAttrs(w: Window): Record<string, AttrValue> {
   return a;
 }
 
+/**
+ * For a stride-1 conv the input gradient is itself a conv: of the output gradient with the
+ * kernel flipped and its channel axes swapped, padded by (kernel extent - 1 - forward pad).
+ * onnxruntime runs Conv several times faster than ConvTranspose, and most convs in a ResNet
+ * have stride 1. Returns null when the fast form does not apply.
+ */
+function flippedConv(b: Builder, w: Window, W: Float32Array, dims: number[], group: number): ((gy: string) => string) | null {
+  if (w.s.some((v) => v !== 1) || dims.length !== 4) return null;
+  const [co, cig, kh, kw] = dims as [number, number, number, number];
+  const ext = w.k.map((k, i) => (k - 1) * w.d[i]! + 1);
+  const pads = [...ext.map((e, i) => e - 1 - w.pb[i]!), ...ext.map((e, i) => e - 1 - w.pe[i]!)];
+  if (pads.some((p) => p < 0)) return null;
+  const cog = co / group;
+  const ci = cig * group;
+  const out = new Float32Array(W.length);
+  // W'[g*cig + i][o][y][x] = W[g*cog + o][i][kh-1-y][kw-1-x]
+  for (let g = 0; g < group; g++) {
+    for (let o = 0; o < cog; o++) {
+      for (let i = 0; i < cig; i++) {
+        const src = ((g * cog + o) * cig + i) * kh * kw;
+        const dst = ((g * cig + i) * cog + o) * kh * kw;
+        for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) out[dst + y * kw + x] = W[src + (kh - 1 - y) * kw + (kw - 1 - x)]!;
+      }
+    }
+  }
+  const wf = b.f32(out, [ci, cog, kh, kw]);
+  return (gy) => b.op('Conv', [gy, wf], { kernel_shape: [kh, kw], strides: [1, 1], dilations: w.d, pads, group });
+}
+
 // ---------------------------------------------------------------- rules
 
 const passThrough: Rule = (c) => {
@@ -403,8 +433,14 @@ export const RULES: Record<string, Rule> = {
     const kAttr = attrInts(node, 'kernel_shape', []);
     const kernel = kAttr.length ? kAttr : wDims ? wDims.slice(2) : null;
     const w = windowOf(c, kernel);
+    const group = attrInt(node, 'group', 1);
+    const flipped = wt && wDims ? flippedConv(b, w, tensorFloats(wt), wDims, group) : null;
+    if (flipped) {
+      c.emit(0, flipped(c.gy));
+      return;
+    }
     const attrs = transposeAttrs(w);
-    attrs.group = attrInt(node, 'group', 1);
+    attrs.group = group;
     c.emit(0, b.op('ConvTranspose', [c.gy, b.value(wName)], attrs));
   },
 

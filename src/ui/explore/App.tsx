@@ -13,7 +13,7 @@ import { HelpBar } from './HelpBar.js';
 import { HelpOverlay } from './HelpOverlay.js';
 import { useExploreState, useTerminalSize, type TerminalSize } from './hooks.js';
 import { JobsLine, StatusLine } from './JobsLine.js';
-import { actionFor } from './keymap.js';
+import { actionsFor } from './keymap.js';
 import { PathsView } from './PathsView.js';
 
 /** Smallest terminal explore draws in. */
@@ -43,15 +43,7 @@ export function App({ controller, size }: AppProps) {
 
   const onInput = useCallback(
     (input: string, key: Key) => {
-      const s = controller.getState();
-      const action = actionFor(input, key);
-      if (s.help) {
-        // The overlay closes on ? or Esc; quitting still works.
-        if (action === 'quit') controller.act('quit');
-        else if (action === 'help' || key.escape) controller.dispatch({ type: 'help', show: false });
-        return;
-      }
-      if (action) controller.act(action, { page: listRows(body) });
+      for (const action of actionsFor(input, key)) controller.act(action, { page: listRows(body) });
     },
     [controller, body],
   );

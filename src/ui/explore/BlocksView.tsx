@@ -43,9 +43,9 @@ export function BlocksView({ state, width, height }: { state: ExploreState; widt
   const curM = cur ? singleBlock(state, cur.index) : null;
   let detail = '';
   if (cur) {
-    detail = `block ${cur.index}: stage ${cur.stage}, ${cur.shortcut} shortcut${cur.downsampling ? ' (downsampling)' : ''}, ${cur.post ?? 'nothing'} after the Add`;
+    if (blocks.length > visible) detail += `rows ${top + 1}–${top + shown.length} of ${blocks.length} · `;
+    detail += `block ${cur.index}: stage ${cur.stage}, ${cur.shortcut} shortcut${cur.downsampling ? ' (downsampling)' : ''}, ${cur.post ?? 'nothing'} after the Add`;
     detail += curM && base ? `; alone deleted ${pct(curM.error)} (${signedPts(curM.error - base.error)} pts)` : '; alone deleted: measuring…';
-    if (blocks.length > visible) detail += ` · rows ${top + 1}–${top + shown.length} of ${blocks.length}`;
   }
   return (
     <Box flexDirection="column" width={width} height={height}>
@@ -69,7 +69,7 @@ export function BlocksView({ state, width, height }: { state: ExploreState; widt
       {Array.from({ length: Math.max(0, visible - shown.length) }, (_, i) => (
         <Text key={`pad${i}`}> </Text>
       ))}
-      <Text dimColor wrap="truncate">{cut(detail, width)}</Text>
+      <Text dimColor wrap="truncate">{cut(detail, width) || ' '}</Text>
     </Box>
   );
 }

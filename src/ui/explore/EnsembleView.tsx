@@ -72,7 +72,7 @@ export function EnsembleView({ state, width, height }: { state: ExploreState; wi
     <Box flexDirection="column" width={width} height={height}>
       {lines.map((l, i) => (
         <Text key={i} wrap="truncate" bold={l.style === 'title'} dimColor={l.style === 'dim'}>
-          {l.text}
+          {l.text || ' '}
         </Text>
       ))}
     </Box>

@@ -14,7 +14,9 @@ export function Header({ state, width }: { state: ExploreState; width: number })
   const tabs = VIEWS.map((v) => ` ${tabLabel(v)} `);
   const tabsWidth = tabs.reduce((a, t) => a + t.length, 0);
   const { info } = state;
-  const left = cut(`reslens explore · ${info.model.name} · ${info.blocks.length} blocks · ${info.data.size} samples`, Math.max(0, width - tabsWidth - 1));
+  const room = Math.max(0, width - tabsWidth - 1);
+  const what = `explore · ${info.model.name} · ${info.blocks.length} blocks · ${info.data.size} samples`;
+  const left = cut(`reslens ${what}`.length <= room ? `reslens ${what}` : what, room);
   return (
     <Box width={width}>
       <Box flexGrow={1}>

@@ -5,7 +5,7 @@ import { KEYMAP, keysLabel } from './keymap.js';
 
 export function helpLines(width: number, height: number): string[] {
   const keyWidth = Math.max(...KEYMAP.map((b) => keysLabel(b).length)) + 2;
-  const lines = ['keys of reslens explore (? or Esc closes this)'];
+  const lines = ['keys of reslens explore (? or Esc closes this list)'];
   for (const b of KEYMAP) {
     const where = b.views ? ` (${b.views.join(', ')} view)` : '';
     lines.push(cut(`  ${fit(keysLabel(b), keyWidth)}${b.description}${where}`, width));

@@ -39,7 +39,7 @@ export function JobsLine({ state, width }: { state: ExploreState; width: number 
           <Spinner color="gray" />{' '}
         </Text>
       ) : null}
-      <Text dimColor wrap="truncate">{cut(jobsLineText(state), width - (running ? 2 : 0))}</Text>
+      <Text dimColor wrap="truncate">{cut(jobsLineText(state), width - (running ? 2 : 0)) || ' '}</Text>
     </Box>
   );
 }
@@ -48,7 +48,7 @@ export function StatusLine({ state, width }: { state: ExploreState; width: numbe
   const s = state.status;
   return (
     <Box width={width}>
-      <Text wrap="truncate" color={s?.tone === 'error' ? 'red' : 'green'}>{cut(s?.text ?? '', width)}</Text>
+      <Text wrap="truncate" color={s?.tone === 'error' ? 'red' : 'green'}>{cut(s?.text ?? '', width) || ' '}</Text>
     </Box>
   );
 }

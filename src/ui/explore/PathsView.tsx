@@ -58,19 +58,22 @@ export function pathsLines(state: ExploreState, width: number, height: number): 
   }
   const total = state.info.blocks.length;
   if (!g) {
-    const what = job.status === 'running' ? `measuring ${job.done}/${job.total || '?'} samples (g cancels)`
-      : job.status === 'failed' ? `failed: ${job.message ?? ''}` : `press g to measure them (5 samples per length k, in the background)`;
-    out.push({ text: cut(`path-restricted gradients of the intact network (n = ${total}): ${what}`, width), style: 'dim' });
+    const what = job.status === 'running' ? (job.total ? `${job.done}/${job.total} samples, g cancels` : 'preparing, g cancels')
+      : job.status === 'failed' ? `failed: ${job.message ?? ''}` : 'press g to measure (5 samples per k)';
+    out.push({ text: cut(`gradient per path length (intact, n = ${total}): ${what}`, width), style: 'dim' });
   } else {
-    const eff = g.effective ? `lengths ${lenRange(g.effective.lo, g.effective.hi)} carry ${(g.effective.mass * 100).toFixed(0)}% of the gradient, ${((g.pathShare ?? 0) * 100).toPrecision(2)}% of the paths` : '';
-    const factor = g.factorPerBlock !== null ? `|g| ×${g.factorPerBlock.toFixed(2)} per block; ` : '';
-    const run = job.status === 'running' ? ` · more: ${job.done}/${job.total}` : ' · g adds samples';
-    out.push({ text: cut(`gradient vs path length k (intact, ${g.samplesPerK} samples per k): ${factor}${eff}${run}`, width), style: 'title' });
+    const head = `gradient vs path length k (intact, ${g.samplesPerK} per k)`;
+    const eff = g.effective ? `lengths ${lenRange(g.effective.lo, g.effective.hi)} carry ${(g.effective.mass * 100).toFixed(0)}% of it, ${((g.pathShare ?? 0) * 100).toPrecision(2)}% of paths` : '';
+    const factor = g.factorPerBlock !== null ? `|g| ×${g.factorPerBlock.toFixed(2)} per block` : '';
+    const run = job.status === 'running' ? `more: ${job.done}/${job.total}` : 'g adds samples';
+    // Narrow screens keep the effective range first, then the decay factor.
+    const variants = [[factor, eff, run], [factor, eff], [eff], []].map((parts) => [head, parts.filter(Boolean).join('; ')].filter(Boolean).join(': '));
+    out.push({ text: cut(variants.find((v) => [...v].length <= width) ?? variants[variants.length - 1]!, width), style: 'title' });
     const half = Math.floor((width - 2) / 2);
     const xs = [...Array(g.n + 1).keys()];
     const logs = g.meanNorm.map((m) => (m !== null && m > 0 ? Math.log10(m) : null));
     const left = ['log10 mean |g| of a path of length k', ...pointChart([{ glyph: '●', values: logs }], { width: half, height: h, xs, format: (v) => v.toFixed(1) })];
-    const right = ['share of the total gradient, C(n,k)·|g_k|', ...histogramChart(g.share, half, h, 0.9)];
+    const right = ['share of all gradient, C(n,k)·|g_k|', ...histogramChart(g.share, half, h, 0.9)];
     for (const l of sideBySide([{ lines: left, width: half }, { lines: right, width: half }])) out.push({ text: l, style: 'chart' });
   }
   return out.slice(0, height);
@@ -85,7 +88,7 @@ export function PathsView({ state, width, height }: { state: ExploreState; width
         <Text key={i} wrap="truncate" bold={l.style === 'title'} dimColor={l.style === 'dim'} color={l.style === 'chart' ? 'cyan' : undefined}>
           {running && i === lines.length - 1 && l.style === 'dim' ? <Spinner /> : null}
           {running && i === lines.length - 1 && l.style === 'dim' ? ' ' : ''}
-          {l.text}
+          {l.text || ' '}
         </Text>
       ))}
     </Box>

@@ -8,7 +8,7 @@ import { makePlan, PathGradients, runGradients } from '../../engine/gradients.js
 import { runLesion, unitInfo } from '../../engine/lesion.js';
 import type { Network } from '../../engine/network.js';
 import type { Runtime } from '../../engine/session.js';
-import { UserError } from '../../errors.js';
+import { Interrupted, UserError } from '../../errors.js';
 import type { Dataset } from '../../loader/data/dataset.js';
 import { encodeModel } from '../../loader/proto.js';
 import { DELETE, exportProgram, intactProgram } from '../../surgery/split.js';
@@ -124,6 +124,8 @@ export class EngineBackend implements ExploreBackend {
     const r = await runLesion(engine, data, {
       mode: { kind: 'delete' }, single: false, k: ks, samples: this.o.ensembleSamples ?? 3, seed: this.o.seed ?? 0, batch: Math.min(this.batch, 64),
     }, { signal: o.signal, onProgress: o.onProgress });
+    // runLesion keeps partial counts when stopped; a curve over part of the data is not wanted here.
+    if (r.interrupted || o.signal.aborted) throw new Interrupted();
     return [
       { k: 0, mean: r.baseline.error, min: r.baseline.error, max: r.baseline.error, samples: 1 },
       ...r.k.map((x) => ({ k: x.k, mean: x.mean, min: x.min, max: x.max, samples: x.samples.length })),
@@ -148,6 +150,7 @@ export class EngineBackend implements ExploreBackend {
     const data = gatedDataset(source, this.gate, PRIORITY.gradients, o.signal);
     try {
       const r = await runGradients(pg, data, plan, { ks, seed: o.seed }, { signal: o.signal, onProgress: o.onProgress });
+      if (r.interrupted || o.signal.aborted) throw new Interrupted();
       return { n, samplesPerK, meanNorm: r.meanNorm };
     } finally {
       data.done();

@@ -78,7 +78,13 @@ export class ExploreController {
   /** Does what a key bound to `action` does. `page`: rows in one screen of the block list. */
   act(action: Action, ctx: { page?: number } = {}): void {
     const s = this.state;
-    if (this.closed) return;
+    if (this.closed || s.quitting) return;
+    if (s.help) {
+      // Over the key list only closing it and quitting do anything.
+      if (action === 'help' || action === 'closeHelp') this.dispatch({ type: 'help', show: false });
+      if (action === 'quit') this.quit();
+      return;
+    }
     if (!appliesIn(bindingFor(action), s.view)) {
       if (action === 'toggle') this.status('Space deletes a block in the blocks view; press 1 to go there');
       if (action === 'gradients') this.status('g runs gradients in the paths view; press 2 to go there');
@@ -102,7 +108,8 @@ export class ExploreController {
       case 'export': return void this.exportModel();
       case 'save': return void this.save();
       case 'gradients': return this.toggleGradients();
-      case 'help': return this.dispatch({ type: 'help' });
+      case 'help': return this.dispatch({ type: 'help', show: true });
+      case 'closeHelp': return;
       case 'quit': return this.quit();
     }
   }
@@ -143,7 +150,7 @@ export class ExploreController {
    * for an older configuration is cancelled); unknown → one evaluation, replacing any other.
    */
   private ensureCurrent(): void {
-    if (this.closed) return;
+    if (this.closed || this.state.quitting) return;
     const key = currentKey(this.state);
     if (this.state.measured[key]) {
       if (this.evaluation) {
@@ -188,7 +195,7 @@ export class ExploreController {
   // ------------------------------------------------------------ background jobs
 
   private runJob(name: JobName, work: (signal: AbortSignal, progress: (done: number, total: number) => void) => Promise<string | void>): void {
-    if (this.running.has(name) || this.closed) return;
+    if (this.running.has(name) || this.closed || this.state.quitting) return;
     const abort = new AbortController();
     this.dispatch({ type: 'job', job: name, patch: { status: 'running', done: 0, total: 0, message: undefined } });
     const promise = work(abort.signal, (done, total) => this.dispatch({ type: 'job', job: name, patch: { done, total } }))

@@ -7,7 +7,7 @@ import type { ViewName } from './state.js';
 export type Action =
   | 'up' | 'down' | 'pageUp' | 'pageDown' | 'first' | 'last'
   | 'nextView' | 'prevView' | 'viewBlocks' | 'viewPaths' | 'viewEnsemble'
-  | 'toggle' | 'reset' | 'export' | 'save' | 'gradients' | 'help' | 'quit';
+  | 'toggle' | 'reset' | 'export' | 'save' | 'gradients' | 'help' | 'closeHelp' | 'quit';
 
 /** The subset of Ink's Key this table reads (Ink's Key fits it). */
 export interface KeyPress {
@@ -66,7 +66,8 @@ export const KEYMAP: readonly Binding[] = [
   { action: 'export', keys: [char('x')], description: 'write the current network as ONNX (MODEL.deleted-3-7.onnx in the current folder)', bar: 'export' },
   { action: 'save', keys: [char('s')], description: 'save the state as JSON: model sha256, deleted blocks, error', bar: 'save' },
   { action: 'gradients', keys: [char('g')], description: 'start (or cancel) the path-restricted gradient run in the background', bar: 'gradients', views: ['paths'] },
-  { action: 'help', keys: [char('?')], description: 'show or hide this help (Esc also hides it)', bar: 'help' },
+  { action: 'help', keys: [char('?')], description: 'show or hide the list of keys', bar: 'help' },
+  { action: 'closeHelp', keys: [named('escape', 'Esc')], description: 'hide the list of keys' },
   { action: 'quit', keys: [char('q'), { label: 'Ctrl-C', short: '^C', input: 'c', ctrl: true }], description: 'quit (running work is cancelled)', bar: 'quit' },
 ];
 
@@ -80,6 +81,24 @@ function matches(k: KeySpec, input: string, key: KeyPress): boolean {
 export function actionFor(input: string, key: KeyPress): Action | null {
   for (const b of KEYMAP) if (b.keys.some((k) => matches(k, input, key))) return b.action;
   return null;
+}
+
+const CONTROL: Record<string, KeyPress> = { '\t': { tab: true }, '\r': {}, '\n': {} };
+
+/**
+ * The actions of one input event. Keys typed faster than the screen reads them arrive as one
+ * run of text ("jj "), which Ink hands over whole: each character then counts on its own.
+ */
+export function actionsFor(input: string, key: KeyPress): Action[] {
+  const one = actionFor(input, key);
+  if (one || [...input].length <= 1 || key.ctrl) return one ? [one] : [];
+  const out: Action[] = [];
+  for (const ch of input) {
+    const code = ch.charCodeAt(0);
+    const a = CONTROL[ch] ? actionFor('', CONTROL[ch]!) : code >= 1 && code <= 26 ? actionFor(String.fromCharCode(code + 96), { ctrl: true }) : actionFor(ch, {});
+    if (a) out.push(a);
+  }
+  return out;
 }
 
 export function bindingFor(action: Action): Binding {

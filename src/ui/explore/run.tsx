@@ -11,12 +11,15 @@ export async function runExploreApp(controller: ExploreController, stdout: NodeJ
   stdout.write(ALT_SCREEN_ON);
   const app = render(<App controller={controller} />, { stdout, exitOnCtrlC: false, patchConsole: true, maxFps: 20 });
   const onSignal = () => controller.quit();
+  // Raw mode turns Ctrl-C into a key; signals from elsewhere end the session the same way.
   process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
     controller.start();
     await app.waitUntilExit();
   } finally {
     process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
     app.unmount();
     stdout.write(ALT_SCREEN_OFF);
   }

@@ -1,0 +1,365 @@
+/**
+ * Benchmark: path-restricted gradients (science.md; `reslens gradients`) measured two ways on
+ * the SAME sampling plan, each in its own child process:
+ *
+ *   reslens  PathGradients.runBatch via runGradients: per batch one forward, then one
+ *            restricted backward per sample built from per-block VJP sessions; samples that
+ *            make the same choices for the last blocks share that part of the backward
+ *   torch    PyTorch eager autograd (bench/torch_gradients.py): per batch one forward that
+ *            keeps its graph, per sample torch.autograd.grad(loss, x0, retain_graph=True)
+ *            with the routing switched per sample by gate Functions
+ *
+ *   node --import tsx bench/gradients.ts [--model fixtures/models/resnet56.onnx] [--batches 5]
+ *     [--batch 32] [--k 0-N] [--seed 1] [--data IDX] [--threads N] [--weights M.pt]
+ *     [--python /usr/bin/python3] [--no-torch] [--json FILE]
+ *
+ * The plan is makePlan's (as `reslens gradients` makes it): --batches random batches of
+ * --batch images, on each one sample per k (k = 0..n by default), so samples = batches × |k|.
+ * The parent writes it to a temporary JSON that both children read, so PyTorch runs the same
+ * images and the same block subsets; the per-sample norms are compared (max relative
+ * difference). Seconds cover the batches (data, forwards, backwards); setup (opening the
+ * network and data, creating the ORT sessions; for PyTorch building the model and reading
+ * weights and data) is shown apart. Both use the same thread count (ORT intra-op threads =
+ * torch.set_num_threads; inter-op 1). Peak RSS is each child's maxRSS. Exit status 1 when the
+ * norms disagree beyond 1e-3 relative, 2 on a usage or run failure.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import Table from 'cli-table3';
+import { parseBlockList } from '../src/blocklist.js';
+import { openDataFor } from '../src/commands/common.js';
+import { makePlan, PathGradients, runGradients, type GradientPlan } from '../src/engine/gradients.js';
+import { openNetwork } from '../src/engine/network.js';
+import { Runtime, onnxruntimeVersion } from '../src/engine/session.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const DEFAULT_MODEL = path.join(ROOT, 'fixtures', 'models', 'resnet56.onnx');
+const DEFAULT_DATA = path.join(ROOT, 'fixtures', 'data', 't10k-images-idx3-ubyte');
+const PYTHON = '/usr/bin/python3';
+const TOLERANCE = 1e-3;
+
+interface Args {
+  child: boolean;
+  plan?: string;
+  model: string;
+  data: string;
+  batches: number;
+  batch: number;
+  k?: string;
+  seed: number;
+  threads: number;
+  weights?: string;
+  python: string;
+  torch: boolean;
+  json?: string;
+}
+
+/** What a child reports (one JSON line on stdout). */
+interface MethodResult {
+  method: 'reslens' | 'torch';
+  seconds: number;
+  setupSeconds: number;
+  norms: number[];
+  losses: number[];
+  peakRssMb: number;
+  threads: number;
+  sessions?: number;
+  version: string;
+}
+
+class UsageError extends Error {}
+
+function parse(): Args {
+  const { values } = parseArgs({
+    options: {
+      child: { type: 'boolean', default: false },
+      plan: { type: 'string' },
+      model: { type: 'string', default: DEFAULT_MODEL },
+      data: { type: 'string', default: DEFAULT_DATA },
+      batches: { type: 'string', default: '5' },
+      batch: { type: 'string', default: '32' },
+      k: { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      threads: { type: 'string', default: String(os.cpus().length) },
+      weights: { type: 'string' },
+      python: { type: 'string', default: PYTHON },
+      'no-torch': { type: 'boolean', default: false },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(
+      'node --import tsx bench/gradients.ts [--model M.onnx] [--batches 5] [--batch 32] [--k 0-N] [--seed 1]\n' +
+        '  [--data IDX] [--threads N] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--json FILE]\n',
+    );
+    process.exit(0);
+  }
+  const int = (flag: string, v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag}: '${v}' is not a positive whole number`);
+    return n;
+  };
+  return {
+    child: values.child!,
+    plan: values.plan,
+    model: path.resolve(values.model!),
+    data: path.resolve(values.data!),
+    batches: int('batches', values.batches!),
+    batch: int('batch', values.batch!),
+    k: values.k,
+    seed: int('seed', values.seed!),
+    threads: int('threads', values.threads!),
+    weights: values.weights,
+    python: values.python!,
+    torch: !values['no-torch'],
+    json: values.json,
+  };
+}
+
+// ---------------------------------------------------------------- child (reslens)
+
+/** Runtime that counts the sessions it creates. */
+class CountingRuntime extends Runtime {
+  count = 0;
+  override async create(...a: Parameters<Runtime['create']>): ReturnType<Runtime['create']> {
+    this.count++;
+    return super.create(...a);
+  }
+}
+
+async function child(a: Args): Promise<MethodResult> {
+  const plan = JSON.parse(readFileSync(a.plan!, 'utf8')) as GradientPlan;
+  const t0 = performance.now();
+  const rt = new CountingRuntime({ threads: a.threads });
+  try {
+    const net = await openNetwork(rt, a.model);
+    const data = await openDataFor(net, { data: a.data });
+    try {
+      const classes = net.preprocessing.classNames?.length ?? data.classes ?? 0;
+      const pg = await PathGradients.create(rt, net, plan.batchSize, classes);
+      const setupSeconds = (performance.now() - t0) / 1000;
+      const losses: number[] = [];
+      // runGradients reports only the mean loss; the per-batch losses come from its runBatch calls.
+      const run = pg.runBatch.bind(pg);
+      pg.runBatch = async (...args) => {
+        const r = await run(...args);
+        losses.push(r.loss);
+        return r;
+      };
+      const t1 = performance.now();
+      const res = await runGradients(pg, data, plan, { ks: [], seed: 0 }, {
+        onProgress: (done, total) => process.stderr.isTTY && process.stderr.write(`\rreslens: ${done}/${total} samples\x1b[K`),
+      });
+      const seconds = (performance.now() - t1) / 1000;
+      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+      return {
+        method: 'reslens',
+        seconds,
+        setupSeconds,
+        norms: res.samples.map((s) => s.norm),
+        losses,
+        peakRssMb: process.resourceUsage().maxRSS / 1024,
+        threads: a.threads,
+        sessions: rt.count,
+        version: `onnxruntime ${await onnxruntimeVersion()}`,
+      };
+    } finally {
+      await data.close();
+    }
+  } finally {
+    await rt.close();
+  }
+}
+
+// ---------------------------------------------------------------- parent
+
+/** Runs a command; resolves with the JSON object on the last line of its stdout. */
+function runJson(cmd: string, argv: string[]): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.on('error', reject);
+    p.on('close', (code, signal) => {
+      if (code !== 0) return reject(new Error(`${path.basename(cmd)} ${path.basename(argv[0] === '--import' ? argv[2]! : argv[0]!)}: exited with ${signal ?? code}`));
+      const last = out.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(last));
+      } catch {
+        reject(new Error(`${path.basename(cmd)}: no JSON result on its last line: ${last.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+interface TorchJson {
+  skipped?: string;
+  seconds: number;
+  setup_seconds: number;
+  norms: number[];
+  losses: number[];
+  blocks: number;
+  peak_rss_mb: number;
+  threads: number;
+  torch: string;
+}
+
+/** Block backward steps reslens runs: per batch, one per distinct suffix of the choices (its trie's edges). */
+function blockBackwards(plan: GradientPlan, n: number): number {
+  let steps = 0;
+  plan.batches.forEach((_, b) => {
+    const sets = plan.samples.filter((s) => s.batch === b).map((s) => new Set(s.blocks));
+    for (let j = n - 1; j >= 0; j--) {
+      steps += new Set(sets.map((set) => Array.from({ length: n - j }, (_, i) => (set.has(n - 1 - i) ? 'f' : 's')).join(''))).size;
+    }
+  });
+  return steps;
+}
+
+async function parent(a: Args): Promise<number> {
+  const cpus = os.cpus();
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${os.platform()} ${os.arch()}`;
+  const load = os.loadavg()[0]!.toFixed(2);
+  // The plan, exactly as `reslens gradients` makes it (makePlan over the network's blocks and the data).
+  let plan: GradientPlan;
+  let n: number;
+  let arch: string;
+  let dataDescription: string;
+  {
+    const rt = new Runtime({ threads: 1 });
+    try {
+      const net = await openNetwork(rt, a.model);
+      if (net.structure.kind !== 'residual') throw new UsageError(`${a.model}: a ${net.structure.kind} network has no residual blocks`);
+      n = net.structure.blocks.length;
+      arch = net.model.metadata['reslens.model'] ?? path.basename(a.model, '.onnx');
+      const data = await openDataFor(net, { data: a.data });
+      dataDescription = data.description;
+      const ks = a.k ? parseBlockList(a.k, '--k', n, 0) : [...Array(n + 1).keys()];
+      plan = makePlan(n, data.size, { ks, samples: a.batches, batchSize: a.batch, seed: a.seed });
+      await data.close();
+    } finally {
+      await rt.close();
+    }
+  }
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'reslens-bench-gradients-'));
+  const planFile = path.join(tmp, 'plan.json');
+  writeFileSync(planFile, JSON.stringify(plan));
+  const results: MethodResult[] = [];
+  let torchSkipped: string | null = null;
+  try {
+    process.stderr.write(`reslens: ${plan.samples.length} samples on ${plan.batches.length} batches…\n`);
+    const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--plan', planFile, '--model', a.model, '--data', a.data, '--threads', String(a.threads)];
+    results.push((await runJson(process.execPath, argv)) as unknown as MethodResult);
+
+    const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${arch}.pt`);
+    if (!a.torch) torchSkipped = '--no-torch';
+    else if (!existsSync(a.python)) torchSkipped = `${a.python} not found`;
+    else if (!existsSync(weights)) torchSkipped = `no PyTorch weights at ${path.relative(process.cwd(), weights)}`;
+    if (!torchSkipped) {
+      process.stderr.write('torch: the same plan in PyTorch eager autograd…\n');
+      const r = (await runJson(a.python, [path.join(HERE, 'torch_gradients.py'), '--arch', arch, '--weights', weights, '--data', a.data, '--plan', planFile, '--threads', String(a.threads)])) as unknown as TorchJson;
+      if (r.skipped) torchSkipped = r.skipped;
+      else {
+        if (r.blocks !== n) throw new Error(`torch: ${arch} has ${r.blocks} blocks, the ONNX model ${n}`);
+        results.push({ method: 'torch', seconds: r.seconds, setupSeconds: r.setup_seconds, norms: r.norms, losses: r.losses, peakRssMb: r.peak_rss_mb, threads: r.threads, version: `torch ${r.torch}` });
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (torchSkipped) process.stderr.write(`torch: skipped (${torchSkipped})\n`);
+
+  const ref = results[0]!;
+  const torch = results.find((r) => r.method === 'torch');
+  let maxRel = 0;
+  let worst = -1;
+  let maxLoss = 0;
+  if (torch) {
+    ref.norms.forEach((v, i) => {
+      const w = torch.norms[i]!;
+      const rel = Math.abs(v - w) / Math.max(Math.abs(w), Number.MIN_VALUE);
+      if (!(rel <= maxRel)) [maxRel, worst] = [rel, i];
+    });
+    ref.losses.forEach((l, i) => (maxLoss = Math.max(maxLoss, Math.abs(l - torch.losses[i]!))));
+  }
+  const ok = !torch || maxRel <= TOLERANCE;
+
+  const samples = plan.samples.length;
+  const ks = [...new Set(plan.samples.map((s) => s.k))];
+  const shared = blockBackwards(plan, n);
+  const lines = [
+    `model        ${path.relative(process.cwd(), a.model)} (${n} blocks)`,
+    `data         ${dataDescription}`,
+    `plan         ${plan.batches.length} batches of ${plan.batchSize}, ${ks.length === n + 1 ? `k = 0..${n}` : `k = ${ks.join(',')}`} on each: ${samples} samples (seed ${a.seed})`,
+    `backwards    ${shared} block backward steps in reslens (samples of a batch share the steps of equal suffixes), ${n * samples} in PyTorch (${n} per sample)`,
+    `threads      ${a.threads} (ORT intra-op${torch ? ' = torch.set_num_threads' : ''}; inter-op 1)`,
+    `machine      ${machine}; load average ${load} at start`,
+    `versions     ${results.map((r) => r.version).join('; ')}; node ${process.version}`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  const t = new Table({
+    head: ['method', 'samples', 'seconds', 'samples/s', 'reslens speedup', 'setup s', 'peak RSS MB'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+    style: process.stdout.isTTY ? {} : { head: [], border: [] },
+  });
+  const label = { reslens: 'reslens (PathGradients, shared suffixes)', torch: 'PyTorch eager autograd (1 backward per sample)' };
+  for (const r of results) {
+    t.push([label[r.method], samples, r.seconds.toFixed(2), (samples / r.seconds).toFixed(1), `${(r.seconds / ref.seconds).toFixed(2)}×`, r.setupSeconds.toFixed(2), r.peakRssMb.toFixed(0)]);
+  }
+  process.stdout.write(t.toString() + '\n');
+  if (torch) {
+    const s = worst >= 0 ? plan.samples[worst]! : undefined;
+    process.stdout.write(
+      `norms vs PyTorch: max relative difference ${maxRel.toExponential(2)}${s ? ` (k=${s.k}, batch ${s.batch})` : ''} ${ok ? `≤ ${TOLERANCE} ok` : `> ${TOLERANCE} FAIL`}; ` +
+        `max loss difference ${maxLoss.toExponential(2)}\n`,
+    );
+  } else {
+    process.stdout.write(`torch: skipped (${torchSkipped})\n`);
+  }
+  if (a.json) {
+    const doc = {
+      model: a.model,
+      data: dataDescription,
+      blocks: n,
+      threads: a.threads,
+      machine: { cpu: cpus[0]?.model ?? null, cores: cpus.length, platform: `${os.platform()} ${os.arch()}`, loadAverageAtStart: os.loadavg()[0] },
+      plan,
+      torchSkipped,
+      methods: results.map((r) => ({ ...r, samples, samplesPerSecond: samples / r.seconds, slowdownVsReslens: r.seconds / ref.seconds })),
+      agreement: torch ? { maxRelativeNormDifference: maxRel, worstSample: worst, maxLossDifference: maxLoss, tolerance: TOLERANCE, ok } : null,
+    };
+    writeFileSync(a.json, JSON.stringify(doc, null, 2) + '\n');
+    process.stdout.write(`wrote ${a.json}\n`);
+  }
+  return ok ? 0 : 1;
+}
+
+async function main(): Promise<void> {
+  let a: Args;
+  try {
+    a = parse();
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+  try {
+    if (a.child) {
+      if (!a.plan) throw new UsageError('--child needs --plan');
+      process.stdout.write(JSON.stringify(await child(a)) + '\n');
+      return;
+    }
+    process.exitCode = await parent(a);
+  } catch (e) {
+    process.stderr.write(`bench/gradients.ts${a.child ? ' --child' : ''}: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+}
+
+await main();

@@ -1,0 +1,426 @@
+/**
+ * Benchmark: the single-block deletion sweep (the intact network plus every block deleted
+ * one at a time, error on the data) measured three ways, each in its own child process:
+ *
+ *   engine  reslens: Engine.evaluate with all programs at once (shared prefixes computed once)
+ *   naive   for each configuration: exportProgram -> one ORT session on the whole changed
+ *           model (through Runtime) -> a full forward over the data, same batches
+ *   torch   PyTorch eager doing the same deletions (bench/torch_lesion.py)
+ *
+ *   node --import tsx bench/lesion.ts [--model fixtures/models/resnet56.onnx]
+ *     [--data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz] [--limit N]
+ *     [--batch 256] [--threads N] [--methods engine,naive,torch] [--json FILE]
+ *
+ * Seconds run from after module loading to the last batch: opening the network (structure
+ * detection, shape probe), the data, every ORT session created, every forward. Peak RSS is
+ * the child's process.resourceUsage().maxRSS (ru_maxrss for Python). Exit status 1 when the
+ * error counts disagree beyond tolerance, 2 on a usage or run failure.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import Table from 'cli-table3';
+import { openDataFor } from '../src/commands/common.js';
+import { Engine } from '../src/engine/engine.js';
+import { unitInfo } from '../src/engine/lesion.js';
+import { openNetwork } from '../src/engine/network.js';
+import { Runtime, onnxruntimeVersion, type Session } from '../src/engine/session.js';
+import type { ModelProto } from '../src/loader/proto.js';
+import { DELETE, exportProgram, intactProgram, unitCount, type Program } from '../src/surgery/split.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const DEFAULT_MODEL = path.join(ROOT, 'fixtures', 'models', 'resnet56.onnx');
+const DEFAULT_DATA = '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz';
+const PYTHON = '/usr/bin/python3';
+const METHODS = ['engine', 'naive', 'torch'] as const;
+type Method = (typeof METHODS)[number];
+
+/** What each child reports (one JSON line on stdout). */
+interface MethodResult {
+  method: Method;
+  seconds: number;
+  /** Opening the network and the data (node methods); reading model, weights and data (torch). */
+  setupSeconds: number;
+  /** ORT sessions created and the seconds spent creating them (node methods). */
+  sessions?: number;
+  sessionSeconds?: number;
+  configs: string[];
+  correct: number[];
+  total: number;
+  peakRssMb: number;
+  threads: number;
+  // engine only: what the parent needs to know about the network and data.
+  units?: number[];
+  blocks?: number;
+  arch?: string;
+  data?: string;
+  onnxruntime?: string;
+  torch?: string;
+}
+
+interface Args {
+  method?: Method;
+  model: string;
+  data: string;
+  limit?: number;
+  batch: number;
+  threads: number;
+  methods: Method[];
+  json?: string;
+  weights?: string;
+  python: string;
+}
+
+class UsageError extends Error {}
+
+function parse(): Args {
+  const { values } = parseArgs({
+    options: {
+      method: { type: 'string' },
+      model: { type: 'string', default: DEFAULT_MODEL },
+      data: { type: 'string', default: DEFAULT_DATA },
+      limit: { type: 'string' },
+      batch: { type: 'string', default: '256' },
+      threads: { type: 'string', default: String(os.cpus().length) },
+      methods: { type: 'string', default: METHODS.join(',') },
+      json: { type: 'string' },
+      weights: { type: 'string' },
+      python: { type: 'string', default: PYTHON },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(
+      'node --import tsx bench/lesion.ts [--model M.onnx] [--data IDX] [--limit N] [--batch 256] [--threads N]\n' +
+        '  [--methods engine,naive,torch] [--weights M.pt] [--python /usr/bin/python3] [--json FILE]\n',
+    );
+    process.exit(0);
+  }
+  const int = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag}: '${v}' is not a positive whole number`);
+    return n;
+  };
+  const methods = values.methods!.split(',').map((m) => m.trim()).filter(Boolean);
+  for (const m of methods) if (!(METHODS as readonly string[]).includes(m)) throw new UsageError(`--methods: '${m}' is not one of ${METHODS.join(', ')}`);
+  if (!methods.includes('engine')) throw new UsageError('--methods: engine (reslens) is the reference and must be included');
+  if (values.method !== undefined && values.method !== 'engine' && values.method !== 'naive') throw new UsageError(`--method: '${values.method}' is not engine or naive`);
+  return {
+    method: values.method as Method | undefined,
+    model: path.resolve(values.model!),
+    data: path.resolve(values.data!),
+    limit: int('limit', values.limit),
+    batch: int('batch', values.batch)!,
+    threads: int('threads', values.threads)!,
+    methods: methods as Method[],
+    json: values.json,
+    weights: values.weights,
+    python: values.python!,
+  };
+}
+
+// ---------------------------------------------------------------- children (engine, naive)
+
+/** Runtime that counts the sessions it creates and the time spent creating them. */
+class CountingRuntime extends Runtime {
+  count = 0;
+  seconds = 0;
+  override async create(model: ModelProto | Uint8Array, label: string): Promise<Session> {
+    const t = performance.now();
+    try {
+      return await super.create(model, label);
+    } finally {
+      this.count++;
+      this.seconds += (performance.now() - t) / 1000;
+    }
+  }
+}
+
+/** Correct predictions in one batch, scored as the engine does (first strict maximum; a non-finite logit is wrong). */
+function countCorrect(logits: Float32Array, labels: Int32Array, n: number): number {
+  const k = logits.length / n;
+  let correct = 0;
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    let bestV = -Infinity;
+    let finite = true;
+    for (let c = 0; c < k; c++) {
+      const v = logits[i * k + c]!;
+      if (!Number.isFinite(v)) finite = false;
+      if (v > bestV) {
+        bestV = v;
+        best = c;
+      }
+    }
+    if (finite && best === labels[i]) correct++;
+  }
+  return correct;
+}
+
+function progress(line: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K`);
+}
+
+async function child(args: Args): Promise<MethodResult> {
+  const method = args.method!;
+  const t0 = performance.now();
+  const rt = new CountingRuntime({ threads: args.threads });
+  try {
+    const net = await openNetwork(rt, args.model);
+    const data = await openDataFor(net, { data: args.data, limit: args.limit });
+    const setupSeconds = (performance.now() - t0) / 1000;
+    const n = unitCount(net.structure);
+    const units = unitInfo(net).filter((u) => u.deletable).map((u) => u.unit);
+    const programs: Program[] = [intactProgram(n)];
+    for (const u of units) {
+      const p = intactProgram(n);
+      p.modes[u] = DELETE;
+      programs.push(p);
+    }
+    const configs = ['intact', ...units.map((u) => `delete ${u}`)];
+    let correct: number[];
+    if (method === 'engine') {
+      const engine = new Engine(rt, net);
+      const res = await engine.evaluate(programs, data, {
+        batch: args.batch,
+        cache: true,
+        onProgress: (done, total) => progress(`engine: ${done}/${total} images`),
+      });
+      correct = res.map((r) => r.correct);
+    } else {
+      correct = [];
+      for (const [i, p] of programs.entries()) {
+        progress(`naive: configuration ${i + 1}/${programs.length}`);
+        const session = await rt.create(exportProgram(net.model.proto, net.graph, net.structure, p), configs[i]!);
+        let c = 0;
+        try {
+          for await (const b of data.batches(args.batch)) {
+            const out = await session.run({ [net.input]: { data: b.images, dims: [b.n, ...data.shape] } }, [net.output]);
+            c += countCorrect(out[net.output]!.data as Float32Array, b.labels, b.n);
+          }
+        } finally {
+          await session.release();
+        }
+        correct.push(c);
+      }
+    }
+    progress('');
+    const seconds = (performance.now() - t0) / 1000;
+    const result: MethodResult = {
+      method,
+      seconds,
+      setupSeconds,
+      sessions: rt.count,
+      sessionSeconds: rt.seconds,
+      configs,
+      correct,
+      total: data.size,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+      threads: args.threads,
+      units,
+      blocks: n,
+      arch: net.model.metadata['reslens.model'] ?? path.basename(args.model, '.onnx'),
+      data: data.description,
+      onnxruntime: await onnxruntimeVersion(),
+    };
+    await data.close();
+    return result;
+  } finally {
+    await rt.close();
+  }
+}
+
+// ---------------------------------------------------------------- parent
+
+/** Runs a command; resolves with the JSON object on the last line of its stdout. */
+function runJson(cmd: string, argv: string[]): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.on('error', reject);
+    p.on('close', (code, signal) => {
+      if (code !== 0) return reject(new Error(`${path.basename(cmd)} ${argv.join(' ')}: exited with ${signal ?? code}`));
+      const last = out.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(last));
+      } catch {
+        reject(new Error(`${path.basename(cmd)} ${argv.join(' ')}: no JSON result on its last line: ${last.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+function nodeChild(method: 'engine' | 'naive', a: Args): Promise<MethodResult> {
+  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--method', method, '--model', a.model, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads)];
+  if (a.limit) argv.push('--limit', String(a.limit));
+  return runJson(process.execPath, argv) as Promise<MethodResult>;
+}
+
+interface TorchJson {
+  seconds: number;
+  data_seconds: number;
+  errors: number[];
+  correct: number[];
+  total: number;
+  configs: string[];
+  peak_rss_mb: number;
+  threads: number;
+  torch: string;
+}
+
+/** Why the torch method cannot run here, or null. */
+function torchMissing(a: Args, weights: string): string | null {
+  if (!existsSync(a.python)) return `${a.python} not found`;
+  if (!existsSync(weights)) return `no PyTorch weights at ${path.relative(process.cwd(), weights)}`;
+  const probe = spawnSync(a.python, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.status !== 0) return `${a.python} cannot import torch${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''}`;
+  return null;
+}
+
+async function torchChild(a: Args, ref: MethodResult, weights: string): Promise<MethodResult> {
+  const argv = [path.join(HERE, 'torch_lesion.py'), '--arch', ref.arch!, '--weights', weights, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads), '--blocks', ref.units!.join(',')];
+  if (a.limit) argv.push('--limit', String(a.limit));
+  const r = (await runJson(a.python, argv)) as TorchJson;
+  return { method: 'torch', seconds: r.seconds, setupSeconds: r.data_seconds, configs: r.configs, correct: r.correct, total: r.total, peakRssMb: r.peak_rss_mb, threads: r.threads, torch: r.torch };
+}
+
+const LABEL: Record<Method, string> = {
+  engine: 'reslens (Engine.evaluate, shared prefixes)',
+  naive: 'naive ORT (exportProgram + 1 session per config)',
+  torch: 'PyTorch eager (full forward per config)',
+};
+
+async function parent(a: Args): Promise<number> {
+  const cpus = os.cpus();
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${os.platform()} ${os.arch()}`;
+  const load = os.loadavg()[0]!.toFixed(2);
+  process.stderr.write(`running engine (reslens)…\n`);
+  const results: MethodResult[] = [];
+  const ref = await nodeChild('engine', a);
+  results.push(ref);
+  if (a.methods.includes('naive')) {
+    process.stderr.write('running naive ORT loop…\n');
+    results.push(await nodeChild('naive', a));
+  }
+  let torchSkipped: string | null = null;
+  const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${ref.arch}.pt`);
+  if (a.methods.includes('torch')) {
+    torchSkipped = torchMissing(a, weights);
+    if (torchSkipped) {
+      process.stderr.write(`torch: skipped (${torchSkipped})\n`);
+    } else {
+      process.stderr.write('running PyTorch eager…\n');
+      results.push(await torchChild(a, ref, weights));
+    }
+  }
+
+  const n = ref.total;
+  const wrong = (r: MethodResult) => r.correct.map((c) => r.total - c);
+  // Tolerances in images: PyTorch 2 per 10,000 (other kernels, other rounding); the naive
+  // loop runs the same ORT kernels on the same graph, so only a float-rounding flip (at most
+  // 1 per 10,000) is tolerated.
+  const tolerance: Record<Method, number> = { engine: 0, naive: Math.ceil(n / 10000), torch: Math.ceil((2 * n) / 10000) };
+  const agreement: { method: Method; maxDiff: number; worst: string; tolerance: number; ok: boolean }[] = [];
+  for (const r of results.slice(1)) {
+    if (r.configs.length !== ref.configs.length || r.total !== n) throw new Error(`${r.method}: ${r.configs.length} configurations on ${r.total} images, reslens ${ref.configs.length} on ${n}`);
+    const w = wrong(r);
+    const wr = wrong(ref);
+    let maxDiff = 0;
+    let worst = ref.configs[0]!;
+    w.forEach((v, i) => {
+      const d = Math.abs(v - wr[i]!);
+      if (d > maxDiff) [maxDiff, worst] = [d, ref.configs[i]!];
+    });
+    agreement.push({ method: r.method, maxDiff, worst, tolerance: tolerance[r.method], ok: maxDiff <= tolerance[r.method] });
+  }
+
+  const torchVersion = results.find((r) => r.method === 'torch')?.torch;
+  const lines = [
+    `model        ${path.relative(process.cwd(), a.model)} (${ref.blocks} blocks)`,
+    `data         ${ref.data} (${n} images, batch ${a.batch})`,
+    `configs      ${ref.configs.length} (intact + ${ref.configs.length - 1} single-block deletions)`,
+    `threads      ${a.threads} (ORT intra-op${torchVersion ? ', torch.set_num_threads' : ''}; inter-op 1)`,
+    `machine      ${machine}; load average ${load} at start`,
+    `onnxruntime  ${ref.onnxruntime}${torchVersion ? `; torch ${torchVersion}` : ''}; node ${process.version}`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  const t = new Table({
+    head: ['method', 'seconds', 'reslens speedup', 'peak RSS MB', 'ORT sessions', 'max Δ wrong vs reslens'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right'],
+    style: process.stdout.isTTY ? {} : { head: [], border: [] },
+  });
+  for (const r of results) {
+    const ag = agreement.find((x) => x.method === r.method);
+    t.push([
+      LABEL[r.method],
+      r.seconds.toFixed(2),
+      r === ref ? '1.00×' : `${(r.seconds / ref.seconds).toFixed(2)}×`,
+      r.peakRssMb.toFixed(0),
+      r.sessions === undefined ? '—' : `${r.sessions} (${r.sessionSeconds!.toFixed(2)} s)`,
+      ag ? `${ag.maxDiff}${ag.maxDiff ? ` (${ag.worst})` : ''} ≤ ${ag.tolerance} ${ag.ok ? 'ok' : 'FAIL'}` : '—',
+    ]);
+  }
+  process.stdout.write(t.toString() + '\n');
+  const base = ref.configs.length ? ref.total - ref.correct[0]! : 0;
+  process.stdout.write(`intact error ${((100 * base) / n).toFixed(2)}% (${base}/${n} wrong); setup (network + data) ${results.filter((r) => r.method !== 'torch').map((r) => `${r.method} ${r.setupSeconds.toFixed(2)} s`).join(', ')}\n`);
+  if (torchSkipped) process.stdout.write(`torch: skipped (${torchSkipped})\n`);
+  const ok = agreement.every((x) => x.ok);
+  if (!ok) {
+    const why = agreement.filter((x) => !x.ok).map((x) => `${x.method} differs by ${x.maxDiff} images at ${x.worst} (tolerance ${x.tolerance})`);
+    const torch = results.find((r) => r.method === 'torch');
+    const intactOff = torch && Math.abs(torch.correct[0]! - ref.correct[0]!) > tolerance.torch;
+    process.stdout.write(`error counts disagree: ${why.join('; ')}\n`);
+    if (intactOff) process.stdout.write(`  PyTorch disagrees on the intact network too: are ${path.relative(process.cwd(), weights)} the weights ${path.relative(process.cwd(), a.model)} was exported from?\n`);
+  }
+
+  if (a.json) {
+    const out = {
+      model: a.model,
+      data: a.data,
+      dataDescription: ref.data,
+      size: n,
+      batch: a.batch,
+      threads: a.threads,
+      configurations: ref.configs.length,
+      machine: { cpu: cpus[0]?.model ?? null, cores: cpus.length, platform: `${os.platform()} ${os.arch()}`, loadAverageAtStart: os.loadavg()[0] },
+      versions: { onnxruntime: ref.onnxruntime, node: process.version, torch: torchVersion ?? null },
+      torchSkipped,
+      methods: results.map((r) => ({ ...r, wrong: wrong(r), speedupOfReslens: r.seconds / ref.seconds })),
+      agreement,
+      ok,
+    };
+    writeFileSync(a.json, JSON.stringify(out, null, 2) + '\n');
+    process.stdout.write(`wrote ${a.json}\n`);
+  }
+  return ok ? 0 : 1;
+}
+
+async function main(): Promise<void> {
+  let a: Args;
+  try {
+    a = parse();
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+  try {
+    if (a.method) {
+      const r = await child(a);
+      process.stdout.write(JSON.stringify(r) + '\n');
+      return;
+    }
+    process.exitCode = await parent(a);
+  } catch (e) {
+    process.stderr.write(`bench/lesion.ts${a.method ? ` --method ${a.method}` : ''}: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+}
+
+await main();

@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""PyTorch eager reference for bench/lesion.ts: the single-block deletion sweep.
+
+Loads fixtures/train.py's build(NAME) with the saved state_dict, then evaluates the intact
+network and, for each block in --blocks, the network with that block deleted: the block's
+forward becomes its shortcut alone (relu(s(x)) after a post-activation block, s(x) for a
+pre-activation one) and its residual branch is not computed. One full forward per
+configuration and batch, under torch.no_grad(), on the same IDX data and normalisation as
+reslens. Prints one JSON line on stdout:
+
+    {"seconds", "errors": [...], "correct": [...], "total", "peak_rss_mb", ...}
+
+errors[i] is the error rate of configuration i (0 = intact, then one per --blocks entry);
+seconds run from after `import torch` to the last batch (model build, weights, data included).
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fixtures"))
+import train  # noqa: E402  (the model definitions, MEAN/STD and the IDX reader)
+
+
+def labels_path(images):
+    d, base = os.path.split(images)
+    if "images-idx3" not in base and "images.idx3" not in base:
+        sys.exit(f"{images}: not an IDX images file (*-images-idx3-ubyte[.gz])")
+    return os.path.join(d, base.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1"))
+
+
+def find(p):
+    if os.path.exists(p):
+        return p
+    alt = p[:-3] if p.endswith(".gz") else p + ".gz"
+    if os.path.exists(alt):
+        return alt
+    sys.exit(f"{p}: not found")
+
+
+def deleted_forward(block):
+    """The block with its residual branch deleted: only the shortcut (and post-activation)."""
+    s = (lambda x: x) if block.proj is None else block.proj
+    if isinstance(block, train.PreActBlock):
+        return lambda x: s(x)
+    if isinstance(block, (train.BasicBlock, train.ResNeXtBlock)):
+        if isinstance(block, train.BasicBlock) and not block.use_shortcut:
+            sys.exit("plain networks have no residual branch to delete")
+        return lambda x: F.relu(s(x))
+    sys.exit(f"unsupported block type {type(block).__name__}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", required=True, help="a fixtures/train.py model name, e.g. resnet20")
+    ap.add_argument("--weights", required=True, help="state_dict .pt file")
+    ap.add_argument("--data", required=True, help="IDX images file (labels found next to it)")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--blocks", default="", help="comma-separated block indices to delete one at a time")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    t0 = time.perf_counter()
+
+    model, _ = train.build(args.arch)
+    state = torch.load(args.weights, map_location="cpu")
+    model.load_state_dict(state)
+    model.eval()
+    if not hasattr(model, "blocks"):
+        sys.exit(f"{args.arch}: not a CifarNet with .blocks")
+    blocks = [int(b) for b in args.blocks.split(",") if b != ""]
+    for b in blocks:
+        if not 0 <= b < len(model.blocks):
+            sys.exit(f"--blocks: {b} out of range (the model has {len(model.blocks)} blocks)")
+
+    x = train.read_idx(find(args.data))
+    y = train.read_idx(find(labels_path(args.data)))
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    x = train.to_tensor(np.ascontiguousarray(x))
+    y = torch.from_numpy(y.astype(np.int64))
+    data_seconds = time.perf_counter() - t0
+
+    configs = [None] + blocks
+    correct = []
+    with torch.no_grad():
+        for deleted in configs:
+            if deleted is not None:
+                blk = model.blocks[deleted]
+                blk.forward = deleted_forward(blk)  # instance attribute shadows the method
+            try:
+                c = 0
+                for i in range(0, len(x), args.batch):
+                    logits = model(x[i:i + args.batch])
+                    c += int((logits.argmax(1) == y[i:i + args.batch]).sum())
+                correct.append(c)
+            finally:
+                if deleted is not None:
+                    del model.blocks[deleted].forward
+                    assert model.blocks[deleted].forward.__func__ is type(model.blocks[deleted]).forward
+    seconds = time.perf_counter() - t0
+    n = len(y)
+    print(json.dumps({
+        "seconds": seconds,
+        "data_seconds": data_seconds,
+        "errors": [1 - c / n for c in correct],
+        "correct": correct,
+        "total": n,
+        "configs": ["intact"] + [f"delete {b}" for b in blocks],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
