@@ -18,6 +18,7 @@ import { structureOf } from '../src/engine/network.js';
 import { inferShapes } from '../src/surgery/shapes.js';
 import { parseMode } from '../src/commands/lesion.js';
 import { buildNet } from './helpers/build.js';
+import { writeNpy } from './helpers/npy.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 500);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'reslens-fuzz-'));
@@ -113,17 +114,8 @@ test(`the CLI on damaged models with random flags: exit 0 or 2, one line, no han
   const good = buildNet({ blocks: [{ cout: 4 }, { cout: 4 }], size: 8 });
   good.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
   const src = encodeModel(good);
-  const npyHeader = (shape: number[]) => {
-    let h = `{'descr': '|u1', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-    h += ' '.repeat(63 - ((h.length + 10) % 64)) + '\n';
-    const pre = Buffer.alloc(10);
-    pre.write('\x93NUMPY', 0, 'latin1');
-    pre[6] = 1;
-    pre.writeUInt16LE(h.length, 8);
-    return Buffer.concat([pre, Buffer.from(h, 'latin1')]);
-  };
-  writeFileSync(path.join(dir, 'x.npy'), Buffer.concat([npyHeader([16, 8, 8]), Buffer.alloc(16 * 64, 100)]));
-  writeFileSync(path.join(dir, 'y.npy'), Buffer.concat([npyHeader([16]), Buffer.from(Array.from({ length: 16 }, (_, i) => i % 10))]));
+  writeNpy(path.join(dir, 'x.npy'), '|u1', [16, 8, 8], new Uint8Array(16 * 64).fill(100));
+  writeNpy(path.join(dir, 'y.npy'), '|u1', [16], Uint8Array.from({ length: 16 }, (_, i) => i % 10));
   const flag = fc.oneof(
     fc.constantFrom(['--k', '1'], ['--k', '0'], ['--k', '1,2'], ['--samples', '2'], ['--delete', '0'], ['--delete', '5-1'], ['--mode', 'mean'], ['--mode', 'scale:0.5'], ['--mode', 'scale:x'], ['--limit', '5'], ['--batch', '0'], ['--batch', '3'], ['--seed', '-1'], ['--reorder'], ['--swaps', '2'], ['--size', '8,8'], ['--size', 'a'], ['--mean', '0.5'], ['--std', '0'], ['--threads', '1']),
     fc.tuple(fc.constantFrom('--k', '--delete', '--limit', '--batch', '--mode', '--size', '--std'), fc.string({ maxLength: 8 })).map(([f, v]) => [f, v]),

@@ -8,19 +8,10 @@ import { after, test } from 'node:test';
 import { encodeModel } from '../src/loader/proto.js';
 import { Random } from '../src/random.js';
 import { buildNet } from './helpers/build.js';
+import { writeNpy } from './helpers/npy.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'reslens-int-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function npy(file: string, descr: string, shape: number[], data: Uint8Array) {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((header.length + 10) % 64)) + '\n';
-  const h = Buffer.alloc(10);
-  h.write('\x93NUMPY', 0, 'latin1');
-  h[6] = 1;
-  h.writeUInt16LE(header.length, 8);
-  writeFileSync(file, Buffer.concat([h, Buffer.from(header, 'latin1'), Buffer.from(data)]));
-}
 
 test('SIGINT and SIGTERM: partial results written, exit 130', async () => {
   const model = path.join(dir, 'm.onnx');
@@ -29,8 +20,8 @@ test('SIGINT and SIGTERM: partial results written, exit 130', async () => {
   writeFileSync(model, encodeModel(m));
   const N = 20000;
   const r = new Random(3);
-  npy(path.join(dir, 'x.npy'), '|u1', [N, 8, 8], Uint8Array.from({ length: N * 64 }, () => r.int(256)));
-  npy(path.join(dir, 'y.npy'), '|u1', [N], Uint8Array.from({ length: N }, () => r.int(10)));
+  writeNpy(path.join(dir, 'x.npy'), '|u1', [N, 8, 8], Uint8Array.from({ length: N * 64 }, () => r.int(256)));
+  writeNpy(path.join(dir, 'y.npy'), '|u1', [N], Uint8Array.from({ length: N }, () => r.int(10)));
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     const out = path.join(dir, `${sig}.json`);
     const child = spawn(process.execPath, ['dist/cli.js', 'lesion', model, '--data', path.join(dir, 'x.npy'), '--batch', '2', '--threads', '1', '--device', 'cpu', '--json', out], { stdio: ['ignore', 'pipe', 'pipe'] });
