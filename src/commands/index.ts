@@ -5,6 +5,8 @@ import { registerLesion } from './lesion.js';
 import { registerExport } from './export.js';
 import { registerPaths } from './paths.js';
 import { registerGradients } from './gradients.js';
+import { registerReport } from './report.js';
+import { registerMerge } from './merge.js';
 import { registerExplore } from './explore.js';
 
 export function registerCommands(program: Command): void {
@@ -13,5 +15,7 @@ export function registerCommands(program: Command): void {
   registerExport(program);
   registerPaths(program);
   registerGradients(program);
+  registerReport(program);
+  registerMerge(program);
   registerExplore(program);
 }

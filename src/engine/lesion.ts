@@ -94,6 +94,85 @@ export function unitInfo(net: Network): UnitInfo[] {
   });
 }
 
+/** What planning needs of a network: its kind and units (a NetworkDesc in a report). */
+export interface PlanNetwork {
+  kind: 'residual' | 'plain' | 'dense';
+  n: number;
+  units: Pick<UnitInfo, 'unit' | 'stage' | 'downsampling' | 'deletable'>[];
+}
+
+/** One configuration: blocks changed (by the lesion mode) in the intact order, or a new order. */
+export type ProgramSpec = { changed: number[] } | { order: number[] };
+
+export interface LesionPlan {
+  /** The lesion part: [intact, each deletable unit alone, the k-subsets]. */
+  programs: ProgramSpec[];
+  singleUnits: number[];
+  eligible: number;
+  kPlans: { k: number; subsets: number[][] }[];
+  /** The reorder part: the orders, swap count by swap count. */
+  reorder: ProgramSpec[];
+  reorderPlans: { swaps: number; orders: number[][] }[];
+}
+
+export interface LesionPlanOptions {
+  single: boolean;
+  k: number[];
+  samples: number;
+  seed: number;
+  /** Reorder with 1..swaps swaps (0: no reordering). */
+  swaps: number;
+  includeDownsampling: boolean;
+}
+
+export function planLesion(net: PlanNetwork, o: LesionPlanOptions, what = 'measured'): LesionPlan {
+  const info = net.units;
+  const n = net.n;
+  const unitWord = net.kind === 'residual' ? 'blocks' : 'layers';
+  const rng = new Random(o.seed);
+  const programs: ProgramSpec[] = [{ changed: [] }];
+  const deletable = info.filter((u) => u.deletable).map((u) => u.unit);
+  const singleUnits = o.single ? deletable : [];
+  for (const u of singleUnits) programs.push({ changed: [u] });
+  const eligible = info.filter((u) => u.deletable && (o.includeDownsampling || !u.downsampling)).map((u) => u.unit);
+  const kPlans: LesionPlan['kPlans'] = [];
+  for (const k of o.k) {
+    if (k > eligible.length) {
+      throw new UserError(`--k ${k}: only ${eligible.length} ${unitWord} of the ${what} network can be deleted at random${o.includeDownsampling ? '' : ' (downsampling ones excluded; --include-downsampling adds them)'}`);
+    }
+    const subsets: number[][] = [];
+    for (let i = 0; i < o.samples; i++) subsets.push(rng.sample(eligible, k));
+    kPlans.push({ k, subsets });
+    for (const sub of subsets) programs.push({ changed: sub });
+  }
+  const reorder: ProgramSpec[] = [];
+  const reorderPlans: LesionPlan['reorderPlans'] = [];
+  if (o.swaps) {
+    const byStage = new Map<number, number[]>();
+    for (const u of info) if (!u.downsampling) byStage.set(u.stage, [...(byStage.get(u.stage) ?? []), u.unit]);
+    const stages = [...byStage.values()].filter((v) => v.length >= 2);
+    if (!stages.length) throw new UserError('--reorder: no stage has two blocks of the same shape to swap');
+    for (let sw = 1; sw <= o.swaps; sw++) {
+      const orders: number[][] = [];
+      for (let i = 0; i < o.samples; i++) {
+        const order = [...Array(n).keys()];
+        for (let t = 0; t < sw; t++) {
+          const st = stages[rng.int(stages.length)]!;
+          const [a, b] = rng.sample(st, 2) as [number, number];
+          const ia = order.indexOf(a);
+          const ib = order.indexOf(b);
+          [order[ia], order[ib]] = [order[ib]!, order[ia]!];
+        }
+        orders.push(order);
+        reorder.push({ order });
+      }
+      reorderPlans.push({ swaps: sw, orders });
+    }
+  }
+  return { programs, singleUnits, eligible: eligible.length, kPlans, reorder, reorderPlans };
+}
+
+
 export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptions, evalOpts: EvalOptions = {}): Promise<LesionResult> {
   const net = engine.net;
   const s = net.structure;
@@ -113,61 +192,30 @@ export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptio
     const means = await engine.branchMeans(data, opts.batch ?? 128);
     changed = (u) => means.get(u)!;
   }
-  const rng = new Random(opts.seed);
-  const programs: Program[] = [intactProgram(n)];
-  const withChanged = (units: number[]): Program => {
+  if (opts.swaps && s.kind !== 'residual') throw new UserError('--reorder: only residual networks can be reordered');
+  const plan = planLesion({ kind: s.kind, n, units: info }, {
+    single: opts.single, k: opts.k, samples: opts.samples, seed: opts.seed, swaps: opts.swaps ?? 0,
+    includeDownsampling: !!opts.includeDownsampling,
+  });
+  const toProgram = (spec: ProgramSpec): Program => {
+    if ('order' in spec) return { order: spec.order, modes: intactProgram(n).modes };
     const p = intactProgram(n);
-    for (const u of units) p.modes[u] = changed(u);
+    for (const u of spec.changed) p.modes[u] = changed(u);
     return p;
   };
-  const deletable = info.filter((u) => u.deletable).map((u) => u.unit);
-  const singleUnits = opts.single ? deletable : [];
-  for (const u of singleUnits) programs.push(withChanged([u]));
-
-  const eligible = info.filter((u) => u.deletable && (opts.includeDownsampling || !u.downsampling)).map((u) => u.unit);
-  const kPlans: { k: number; subsets: number[][] }[] = [];
-  for (const k of opts.k) {
-    if (k > eligible.length) {
-      throw new UserError(`--k ${k}: only ${eligible.length} ${s.kind === 'residual' ? 'blocks' : 'layers'} can be deleted at random${opts.includeDownsampling ? '' : ' (downsampling ones excluded; --include-downsampling adds them)'}`);
-    }
-    const subsets: number[][] = [];
-    for (let i = 0; i < opts.samples; i++) subsets.push(rng.sample(eligible, k));
-    kPlans.push({ k, subsets });
-    for (const sub of subsets) programs.push(withChanged(sub));
-  }
+  const programs: Program[] = plan.programs.map(toProgram);
+  const singleUnits = plan.singleUnits;
+  const kPlans = plan.kPlans;
   let explicitIdx = -1;
   if (opts.blocks) {
     for (const u of opts.blocks) {
       if (!info[u]?.deletable) throw new UserError(`--delete: layer ${u} cannot be deleted (${info[u]?.reason ?? 'no such unit'})`);
     }
     explicitIdx = programs.length;
-    programs.push(withChanged(opts.blocks));
+    programs.push(toProgram({ changed: opts.blocks }));
   }
-  const reorderPlans: { swaps: number; orders: number[][] }[] = [];
-  if (opts.swaps) {
-    if (s.kind !== 'residual') throw new UserError('--reorder: only residual networks can be reordered');
-    // Blocks that keep their shape can trade places with others of their stage.
-    const byStage = new Map<number, number[]>();
-    for (const u of info) if (!u.downsampling) byStage.set(u.stage, [...(byStage.get(u.stage) ?? []), u.unit]);
-    const stages = [...byStage.values()].filter((v) => v.length >= 2);
-    if (!stages.length) throw new UserError('--reorder: no stage has two blocks of the same shape to swap');
-    for (let sw = 1; sw <= opts.swaps; sw++) {
-      const orders: number[][] = [];
-      for (let i = 0; i < opts.samples; i++) {
-        const order = [...Array(n).keys()];
-        for (let t = 0; t < sw; t++) {
-          const st = stages[rng.int(stages.length)]!;
-          const [a, b] = rng.sample(st, 2) as [number, number];
-          const ia = order.indexOf(a);
-          const ib = order.indexOf(b);
-          [order[ia], order[ib]] = [order[ib]!, order[ia]!];
-        }
-        orders.push(order);
-        programs.push({ order, modes: intactProgram(n).modes });
-      }
-      reorderPlans.push({ swaps: sw, orders });
-    }
-  }
+  const reorderPlans = plan.reorderPlans;
+  programs.push(...plan.reorder.map(toProgram));
 
   let results: EvalResult[];
   let interrupted: LesionResult['interrupted'];
@@ -185,10 +233,10 @@ export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptio
     const i = info[u]!;
     return { unit: u, stage: i.stage, downsampling: i.downsampling, ...measured(r), delta: r.error - base.error, perClassError: perClassError(r) };
   });
-  const k = kPlans.map((plan) => {
-    const samples = plan.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) }));
+  const k = kPlans.map((kp) => {
+    const samples = kp.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) }));
     const errs = samples.map((x) => x.error);
-    return { k: plan.k, eligible: eligible.length, samples, mean: errs.reduce((a, b) => a + b, 0) / errs.length, min: Math.min(...errs), max: Math.max(...errs) };
+    return { k: kp.k, eligible: plan.eligible, samples, mean: errs.reduce((a, b) => a + b, 0) / errs.length, min: Math.min(...errs), max: Math.max(...errs) };
   });
   const explicit = explicitIdx >= 0 ? { blocks: opts.blocks!, ...measured(results[cursor++]!) } : null;
   const reorder = reorderPlans.map((plan) => {

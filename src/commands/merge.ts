@@ -1,0 +1,39 @@
+/** reslens merge: the shard files of `reslens report --shard I/N` → the report one machine would have written. */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { existsSync } from 'node:fs';
+import { UserError } from '../errors.js';
+import { renderHtml } from '../report/html.js';
+import { assemble, checkReport, checkShards, readState } from '../report/state.js';
+import { toJson, writeFileAtomic } from './output.js';
+import { renderReportSummary } from './report.js';
+
+export function registerMerge(program: Command): void {
+  program
+    .command('merge')
+    .description('combine the shard files of reslens report --shard I/N into one report')
+    .argument('<shards...>', 'the N shard files (any order)')
+    .addOption(new Option('-o, --output <file>', 'the report (JSON)').default('report.json'))
+    .addOption(new Option('--html <file>', 'also write the self-contained HTML page'))
+    .addOption(new Option('--force', 'replace existing output files'))
+    .addHelpText('after', `
+Examples:
+  reslens merge shard-0.json shard-1.json shard-2.json shard-3.json -o report.json
+  reslens merge shards/*.json -o report.json --html report.html`)
+    .action(async (files: string[], o: { output: string; html?: string; force?: boolean }) => {
+      if (existsSync(o.output) && !o.force) throw new UserError(`${o.output}: already exists; pass --force to replace it or choose another -o path`);
+      if (o.html && existsSync(o.html) && !o.force) throw new UserError(`${o.html}: already exists; pass --force to replace it or choose another --html path`);
+      const states = checkShards(files.map((file) => ({ file, state: readState(file, 'shard file') })));
+      const devices = [...new Set(states.map((s) => s.device))];
+      if (devices.length > 1) process.stderr.write(`reslens: note: the shards ran on different devices (${devices.join(', ')}); the report names ${devices[0]}\n`);
+      const report = checkReport(assemble(states));
+      const html = o.html ? await renderHtml(report) : null;
+      writeFileAtomic(o.output, toJson(report), !!o.force, '-o');
+      process.stderr.write(`merged ${states.length} shards into ${o.output}\n`);
+      if (html !== null && o.html) {
+        writeFileAtomic(o.html, html, !!o.force, '--html');
+        process.stderr.write(`wrote ${o.html}\n`);
+      }
+      process.stdout.write(renderReportSummary(report));
+    });
+}

@@ -1,0 +1,268 @@
+/**
+ * reslens report: every analysis of one model in one JSON document (src/report/schema.ts),
+ * resumable (--resume), shardable (--shard I/N, then reslens merge) and with an HTML page.
+ */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { parseBlockList } from '../blocklist.js';
+import { defaultBatch } from '../engine/device.js';
+import { unitInfo } from '../engine/lesion.js';
+import { openNetwork, type Network } from '../engine/network.js';
+import { onnxruntimeVersion } from '../engine/session.js';
+import { Interrupted, UserError } from '../errors.js';
+import type { Dataset } from '../loader/data/dataset.js';
+import { unitCount } from '../surgery/split.js';
+import { renderHtml } from '../report/html.js';
+import { compareLesionPlan, gradientPlan, mainLesionPlan, parseShard } from '../report/plan.js';
+import { reslensVersion, runReport } from '../report/run.js';
+import { Report, ReportState, SCHEMA_VERSION, type NetworkDesc, type ReportConfig } from '../report/schema.js';
+import { assemble, checkReport, configDifferences, readState, removeStaleTemps, saveState } from '../report/state.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, withRuntime } from './common.js';
+import { parseMode } from './lesion.js';
+import { toJson, writeFileAtomic } from './output.js';
+
+const seedOption = (flag: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UserError(`${flag}: '${v}' is not a whole number from 0 to 4294967295`);
+  return n;
+};
+
+function networkDesc(net: Network): NetworkDesc {
+  const s = net.structure;
+  return { kind: s.kind, n: unitCount(s), units: unitInfo(net) };
+}
+
+const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
+
+/** A few lines on stdout: the headline numbers of each part. */
+export function renderReportSummary(r: Report): string {
+  const out: string[] = [];
+  out.push(`${r.model.path} on ${r.data.description}`);
+  const t = r.inspect?.totals;
+  if (r.inspect && t) out.push(r.inspect.kind === 'residual' ? `structure: residual, ${t.blocks} blocks in ${t.stages} stages, 2^${t.blocks} paths` : `structure: ${r.inspect.kind}, ${t.layers} layers in ${t.stages} stages`);
+  const l = r.lesion;
+  if (l) {
+    out.push(`baseline error ${pct(l.baseline.error)}`);
+    const plain = l.single.filter((x) => !x.downsampling).map((x) => x.error);
+    if (plain.length) out.push(`one ${l.unit} deleted: mean error ${pct(plain.reduce((a, b) => a + b, 0) / plain.length)}, max ${pct(Math.max(...plain))} (non-downsampling)`);
+    if (l.k.length) out.push(`k ${l.unit}s deleted: ${l.k.map((x) => `k=${x.k} ${pct(x.mean)}`).join(', ')}`);
+    if (l.reorder.length) out.push(`reordered: ${l.reorder.map((x) => `τ=${x.meanTau.toFixed(2)} ${pct(x.meanError)}`).join(', ')}`);
+  }
+  if (r.paths) out.push(`path lengths: mean ${r.paths.summary.mean.toFixed(2)}, sd ${r.paths.summary.sd.toFixed(2)}; 95% of paths have length ${r.paths.shortestRanges[1]!.lo}-${r.paths.shortestRanges[1]!.hi}`);
+  const g = r.gradients;
+  if (g?.effective.range) out.push(`effective paths: lengths ${g.effective.range.lo}-${g.effective.range.hi} carry ${(g.effective.range.mass * 100).toFixed(1)}% of the gradient`);
+  if (r.compare) {
+    const c = r.compare;
+    out.push(`compared with ${c.model.path}: baseline ${pct(c.baseline.error)}${c.k.length ? `; ${c.k.map((x) => `k=${x.k} ${pct(x.mean)}`).join(', ')}` : ''}`);
+  }
+  for (const n of r.notes) out.push(`note: ${n}`);
+  return out.join('\n') + '\n';
+}
+
+/** Whether `file` is the finished output (report, or shard file) of a run with these options. */
+function finished(file: string, shard: { index: number; count: number } | null, config: ReportConfig, model: string, data: string): boolean {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return false;
+  }
+  if (shard) {
+    const s = ReportState.safeParse(doc);
+    return s.success && s.data.kind === 'shard' && s.data.shard.index === shard.index && s.data.shard.count === shard.count
+      && s.data.model.sha256 === model && s.data.data.sha256 === data && !configDifferences(s.data.config, config, true).length;
+  }
+  const r = Report.safeParse(doc);
+  return r.success && r.data.model.sha256 === model && r.data.data.sha256 === data && !configDifferences(r.data.config, config, true).length;
+}
+
+export function registerReport(program: Command): void {
+  const cmd = program
+    .command('report')
+    .description('inspect, lesion sweeps, reordering, paths and gradients of one model in one JSON document (resumable, shardable)')
+    .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
+    .addOption(new Option('-o, --output <file>', 'the report (JSON); progress goes to FILE.partial until it is done').default('report.json'))
+    .addOption(new Option('--force', 'replace an existing output, and start over instead of resuming'))
+    .addOption(new Option('--resume', 'continue from FILE.partial (same model, data and options) without recomputing what it holds'))
+    .addOption(new Option('--html <file>', 'also write a self-contained HTML page with the plots'))
+    .addOption(new Option('--compare <plain.onnx>', 'also run the lesion sweeps on this (plain) network; its error against k is plotted beside the residual one'))
+    .addOption(new Option('--shard <i/n>', 'run only shard I of N (configurations i, i+N, …) and write a shard file for reslens merge'))
+    .addOption(new Option('--no-inspect', 'skip the structure'))
+    .addOption(new Option('--no-lesion', 'skip the single-block and k-block sweeps'))
+    .addOption(new Option('--no-reorder', 'skip the reordering'))
+    .addOption(new Option('--no-paths', 'skip the path-length distribution'))
+    .addOption(new Option('--no-gradients', 'skip the path-restricted gradients'))
+    .addOption(new Option('--mode <mode>', 'delete | scale:ALPHA | mean').default('delete'))
+    .addOption(new Option('--k <list>', 'numbers of blocks deleted at once (default: 1 to 10, at most the eligible blocks)'))
+    .addOption(new Option('--samples <n>', 'random subsets per k, and orders per swap count').argParser(positiveInt('--samples', 100000)).default(10))
+    .addOption(new Option('--swaps <n>', 'reordering with 1..N random swaps within a stage').argParser(positiveInt('--swaps', 10000)).default(5))
+    .addOption(new Option('--include-downsampling', 'let random k-subsets include downsampling blocks'))
+    .addOption(new Option('--seed <n>', 'seed for the lesion subsets and orders').argParser(seedOption('--seed')).default(0))
+    .addOption(new Option('--gradient-samples <n>', 'gradient samples per path length (one random batch each)').argParser(positiveInt('--gradient-samples', 1e6)).default(20))
+    .addOption(new Option('--gradient-k <list>', 'path lengths to sample (default: all, 0-n)'))
+    .addOption(new Option('--gradient-batch <n>', 'images per gradient batch').argParser(positiveInt('--gradient-batch', 65536)).default(32))
+    .addOption(new Option('--gradient-seed <n>', 'seed for the gradient batches and block subsets').argParser(seedOption('--gradient-seed')).default(1))
+    .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser((v) => {
+      const m = Number(v);
+      if (!(m > 0 && m <= 1)) throw new UserError(`--mass: '${v}' must be in (0, 1]`);
+      return m;
+    }).default(0.9))
+    .addHelpText('after', `
+Examples:
+  reslens report fixtures/models/resnet20.onnx -o report.json --html report.html
+  reslens report model.onnx --data test_batch.bin --compare plain.onnx --k 1-10 --samples 20 -o r.json
+  reslens report model.onnx --data d.npy -o r.json --resume          # after Ctrl-C or a crash: carry on
+  reslens report model.onnx --data d.npy --shard 2/8 -o shard-2.json # then: reslens merge shard-*.json -o r.json`);
+  addPreprocessOptions(addRuntimeOptions(addDataOptions(cmd)));
+  cmd.action(async (modelPath: string, o: Record<string, any>) => {
+    const mode = parseMode(o.mode);
+    const shard = o.shard ? parseShard(o.shard) : { index: 0, count: 1 };
+    const sharded = !!o.shard;
+    const out: string = o.output;
+    const partial = `${out}.partial`;
+    if (sharded && o.html) throw new UserError('--html: a shard has only part of the results; pass --html to reslens merge instead');
+    if (o.compare && mode.kind !== 'delete') throw new UserError(`--compare: plain networks can only be lesioned with --mode delete, not ${o.mode}`);
+    const exists = (f: string, flag: string) => new UserError(`${f}: already exists; pass --force to replace it or choose another ${flag} path`);
+    // With --resume an existing output may be this run's, finished: checked once the options are known.
+    if (existsSync(out) && !o.force && !o.resume) throw exists(out, '-o');
+    if (o.html && existsSync(o.html) && !o.force && !(o.resume && existsSync(out))) throw exists(o.html, '--html');
+    let prior: ReportState | null = null;
+    if (existsSync(partial)) {
+      if (o.resume) prior = readState(partial);
+      else if (!o.force) throw new UserError(`${partial}: progress of an unfinished run; pass --resume to continue it or --force to start over`);
+    }
+    removeStaleTemps(partial);
+    removeStaleTemps(out);
+
+    await withRuntime({ ...o, announce: true }, async (rt) => {
+      const net = await openNetwork(rt, modelPath, o);
+      const device = await rt.resolveDevice();
+      const data = await openDataFor(net, o);
+      let cmp: { net: Network; data: Dataset } | null = null;
+      try {
+        const desc = networkDesc(net);
+        const notes: string[] = [];
+        const residual = desc.kind === 'residual';
+        const parts = {
+          inspect: !!o.inspect,
+          lesion: !!o.lesion && desc.kind !== 'dense',
+          reorder: !!o.reorder && residual,
+          paths: !!o.paths && residual,
+          gradients: !!o.gradients && residual,
+          compare: !!o.compare,
+        };
+        if (o.lesion && !parts.lesion) notes.push(`lesion: a dense network has no blocks to delete`);
+        if (o.reorder && !parts.reorder) notes.push(`reorder: only residual networks can be reordered (this one is ${desc.kind})`);
+        if (o.paths && !parts.paths) notes.push(`paths: a ${desc.kind} network has no residual blocks, so no paths`);
+        if (o.gradients && !parts.gradients) notes.push(`gradients: a ${desc.kind} network has no residual blocks, so no paths to restrict gradients to`);
+        if (mode.kind !== 'delete' && desc.kind !== 'residual' && parts.lesion) throw new UserError(`--mode ${o.mode}: plain networks have no residual branch to scale or average; use --mode delete`);
+
+        let cdesc: NetworkDesc | null = null;
+        if (o.compare) {
+          const cnet = await openNetwork(rt, o.compare, o);
+          cmp = { net: cnet, data: await openDataFor(cnet, o) };
+          cdesc = networkDesc(cnet);
+          if (cdesc.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks to delete; --compare takes a plain or residual network`);
+        }
+        const eligible = (d: NetworkDesc) => d.units.filter((u) => u.deletable && (o.includeDownsampling || !u.downsampling)).length;
+        let k: number[];
+        if (o.k) k = parseBlockList(o.k, '--k', desc.n, 1);
+        else {
+          const top = parts.lesion || cdesc ? Math.min(10, ...(parts.lesion ? [eligible(desc)] : []), ...(cdesc ? [eligible(cdesc)] : [])) : 0;
+          k = [...Array(Math.max(0, top)).keys()].map((i) => i + 1);
+        }
+        const gradientK = residual ? (o.gradientK ? parseBlockList(o.gradientK, '--gradient-k', desc.n, 0) : [...Array(desc.n + 1).keys()]) : [];
+        const config: ReportConfig = {
+          parts,
+          mode: mode.kind === 'scale' ? `scale:${mode.alpha}` : mode.kind,
+          k,
+          samples: o.samples,
+          swaps: o.swaps,
+          includeDownsampling: !!o.includeDownsampling,
+          seed: o.seed,
+          batch: o.batch ?? prior?.config.batch ?? defaultBatch(device),
+          gradientK,
+          gradientSamples: o.gradientSamples,
+          gradientBatch: o.gradientBatch,
+          gradientSeed: o.gradientSeed,
+          mass: o.mass,
+          limit: o.limit ?? null,
+          compare: o.compare ?? null,
+        };
+        if (parts.gradients && config.gradientBatch > data.size) throw new UserError(`--gradient-batch ${config.gradientBatch}: the data set has only ${data.size} samples`);
+        // Plans that cannot be made (k above the eligible blocks, nothing to reorder) fail here, before any work.
+        if (parts.lesion || parts.reorder) mainLesionPlan(desc, config);
+        if (cdesc) compareLesionPlan(cdesc, config);
+        if (parts.gradients) gradientPlan(desc.n, data.size, config);
+        const dataRef = { description: data.description, size: data.size, sha256: await data.sha256(), classes: data.classes };
+        const modelRef = { path: modelPath, sha256: net.model.sha256, metadata: net.model.metadata };
+        const comparison = cmp && cdesc
+          ? { model: { path: o.compare as string, sha256: cmp.net.model.sha256 }, data: { description: cmp.data.description, size: cmp.data.size, sha256: await cmp.data.sha256() }, network: cdesc }
+          : null;
+        if (existsSync(out) && !o.force) {
+          if (finished(out, sharded ? shard : null, config, modelRef.sha256, dataRef.sha256)) {
+            rmSync(partial, { force: true });
+            process.stderr.write(`${out}: already finished with these options; nothing to do\n`);
+            return;
+          }
+          throw exists(out, '-o');
+        }
+        const ortVersion = await onnxruntimeVersion();
+        let state: ReportState;
+        if (o.resume && !prior) process.stderr.write(`reslens: ${partial} not found: nothing to resume, starting from the beginning\n`);
+        if (prior) {
+          const diff = configDifferences(prior.config, config);
+          const why = [
+            ...(prior.model.sha256 !== modelRef.sha256 ? [`the model (${prior.model.path}) differs`] : []),
+            ...(prior.data.sha256 !== dataRef.sha256 || prior.data.size !== dataRef.size ? [`the data (${prior.data.description}) differs`] : []),
+            ...((prior.comparison?.model.sha256 ?? null) !== (comparison?.model.sha256 ?? null) ? ['the --compare model differs'] : []),
+            ...(prior.shard.index !== shard.index || prior.shard.count !== shard.count ? [`it is shard ${prior.shard.index}/${prior.shard.count}`] : []),
+            ...(prior.reslens !== reslensVersion() ? [`it was written by reslens ${prior.reslens}`] : []),
+            ...diff,
+          ];
+          if (why.length) throw new UserError(`${partial}: cannot resume: ${why.join('; ')}; repeat the first run's options, or pass --force to start over`);
+          state = prior;
+          const left = Object.entries(state.parts).filter(([, p]) => p?.done).map(([n]) => n);
+          process.stderr.write(`resuming ${partial}${left.length ? ` (done: ${left.join(', ')})` : ''}\n`);
+        } else {
+          state = {
+            schemaVersion: SCHEMA_VERSION, kind: 'partial', reslens: reslensVersion(), onnxruntime: ortVersion, device,
+            config, shard, model: modelRef, data: dataRef, network: desc, comparison, notes, startedAt: new Date().toISOString(),
+            parts: { inspect: null, paths: null, lesion: null, reorder: null, compare: null, gradients: null },
+          };
+        }
+        saveState(partial, state);
+        const stop = interruptSignal();
+        try {
+          await runReport({ rt, net, data, compare: cmp, state, file: partial, signal: stop.signal, mode, log: (l) => process.stderr.write(`${l}\n`) });
+        } catch (e) {
+          if (e instanceof Interrupted) throw new Interrupted(`interrupted: progress is in ${partial}; run the same command with --resume to continue`);
+          throw e;
+        } finally {
+          stop.dispose();
+        }
+        if (sharded) {
+          state.kind = 'shard';
+          writeFileAtomic(out, toJson(state), !!o.force, '-o');
+          rmSync(partial, { force: true });
+          process.stderr.write(`wrote shard ${shard.index}/${shard.count} to ${out}; combine the shards with reslens merge\n`);
+          return;
+        }
+        const report = checkReport(assemble([state]));
+        const html = o.html ? await renderHtml(report) : null;
+        writeFileAtomic(out, toJson(report), !!o.force, '-o');
+        process.stderr.write(`wrote ${out}\n`);
+        if (html !== null) {
+          writeFileAtomic(o.html, html, !!o.force, '--html');
+          process.stderr.write(`wrote ${o.html}\n`);
+        }
+        rmSync(partial, { force: true });
+        process.stdout.write(renderReportSummary(report));
+      } finally {
+        await data.close();
+        await cmp?.data.close();
+      }
+    });
+  });
+}

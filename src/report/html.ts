@@ -1,0 +1,263 @@
+/**
+ * `--html FILE`: the report as one self-contained page. The six plots are vega-lite specs
+ * rendered to SVG here in Node and written inline, so the page needs no script and no network.
+ */
+import path from 'node:path';
+import type { Report } from './schema.js';
+
+type Spec = Record<string, unknown>;
+
+export const PLOTS = ['single', 'k', 'tau', 'paths', 'gradients', 'contribution'] as const;
+export type PlotName = (typeof PLOTS)[number];
+
+const W = 560;
+const H = 240;
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+async function toSvg(spec: Spec): Promise<string> {
+  const vega = await import('vega');
+  const vl = await import('vega-lite');
+  const full = { $schema: 'https://vega.github.io/schema/vega-lite/v5.json', width: W, height: H, config: { font: 'sans-serif', legend: { orient: 'right' } }, ...spec };
+  const view = new vega.View(vega.parse(vl.compile(full as never).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+const pctAxis = { format: '.1%' };
+const intAxis = { format: 'd', tickMinStep: 1 };
+/** Whole-number ticks: every value when there are few, else vega's choice (whole numbers only). */
+function ints(lo: number, hi: number): Spec {
+  return hi - lo <= 20 ? { format: 'd', values: [...Array(Math.max(0, Math.floor(hi) - Math.ceil(lo) + 1)).keys()].map((i) => i + Math.ceil(lo)) } : intAxis;
+}
+
+function singleSpec(r: Report): Spec | null {
+  const l = r.lesion;
+  if (!l || !l.single.length) return null;
+  const rows = l.single.map((x) => ({ unit: x.unit, error: x.error, kind: x.downsampling ? 'downsampling' : 'same shape' }));
+  const errScale = { zero: false, nice: true };
+  return {
+    layer: [
+      {
+        data: { values: [{ error: l.baseline.error }] },
+        mark: { type: 'rule', strokeDash: [5, 4], color: '#333' },
+        encoding: { y: { field: 'error', type: 'quantitative', scale: errScale } },
+      },
+      {
+        data: { values: rows },
+        mark: { type: 'line', color: '#999' },
+        encoding: { x: { field: 'unit', type: 'quantitative' }, y: { field: 'error', type: 'quantitative', scale: errScale } },
+      },
+      {
+        data: { values: rows },
+        mark: { type: 'circle', size: 60, opacity: 1 },
+        encoding: {
+          x: { field: 'unit', type: 'quantitative', title: `deleted ${l.unit}`, axis: ints(0, l.units - 1) },
+          y: { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: errScale },
+          color: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['same shape', 'downsampling'] }, legend: { orient: 'bottom' } },
+        },
+      },
+    ],
+  };
+}
+
+function kRows(l: NonNullable<Report['lesion']>, network: string) {
+  const means = [{ k: 0, error: l.baseline.error, network }, ...l.k.map((x) => ({ k: x.k, error: x.mean, network }))];
+  const samples = l.k.flatMap((x) => x.samples.map((s) => ({ k: x.k, error: s.error, network })));
+  return { means, samples };
+}
+
+function kSpec(r: Report): Spec | null {
+  const l = r.lesion;
+  if (!l || !l.k.length) return null;
+  const a = kRows(l, `${l.network} (${path.basename(r.model.path)})`);
+  const b = r.compare && r.compare.k.length ? kRows(r.compare, `${r.compare.network} (${path.basename(r.compare.model.path)})`) : { means: [], samples: [] };
+  const color = { field: 'network', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 400 } };
+  return {
+    layer: [
+      {
+        data: { values: [...a.samples, ...b.samples] },
+        mark: { type: 'circle', opacity: 0.35, size: 30 },
+        encoding: { x: { field: 'k', type: 'quantitative' }, y: { field: 'error', type: 'quantitative', scale: { zero: false } }, color },
+      },
+      {
+        data: { values: [...a.means, ...b.means] },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'k', type: 'quantitative', title: 'blocks deleted at random (k)', axis: ints(0, Math.max(...a.means.map((m) => m.k), ...b.means.map((m) => m.k))) },
+          y: { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: { zero: false } },
+          color,
+        },
+      },
+    ],
+  };
+}
+
+function tauSpec(r: Report): Spec | null {
+  const l = r.lesion;
+  if (!l || !l.reorder.length) return null;
+  const samples = l.reorder.flatMap((x) => x.samples.map((s) => ({ tau: s.kendallTau, error: s.error, swaps: x.swaps })));
+  const means = [{ tau: 1, error: l.baseline.error }, ...l.reorder.map((x) => ({ tau: x.meanTau, error: x.meanError }))];
+  return {
+    layer: [
+      {
+        data: { values: samples },
+        mark: { type: 'circle', opacity: 0.5, size: 30 },
+        encoding: {
+          x: { field: 'tau', type: 'quantitative', title: "Kendall's τ of the block order", scale: { zero: false, reverse: true } },
+          y: { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: { zero: false } },
+          color: { field: 'swaps', type: 'ordinal', title: 'swaps', legend: { orient: 'bottom' } },
+        },
+      },
+      {
+        data: { values: means },
+        mark: { type: 'line', point: true, color: '#333' },
+        encoding: { x: { field: 'tau', type: 'quantitative' }, y: { field: 'error', type: 'quantitative' } },
+      },
+    ],
+  };
+}
+
+function pathsSpec(r: Report): Spec | null {
+  const p = r.paths;
+  if (!p) return null;
+  // One bar per length, from k - 0.5 to k + 0.5, so bars fill the axis for any n.
+  const rows = p.distribution.map((d) => ({ lo: d.k - 0.5, hi: d.k + 0.5, probability: d.probability }));
+  const layer: Spec[] = [
+    {
+      data: { values: rows },
+      mark: { type: 'rect', stroke: 'white', strokeWidth: p.n > 100 ? 0 : 0.5 },
+      encoding: {
+        x: { field: 'lo', type: 'quantitative', title: 'path length (residual branches passed)', axis: ints(0, p.n), scale: { nice: false } },
+        x2: { field: 'hi' },
+        y: { field: 'probability', type: 'quantitative', title: 'share of paths' },
+        y2: { datum: 0 },
+      },
+    },
+  ];
+  if (p.stochasticDepth) {
+    layer.push({
+      data: { values: p.stochasticDepth.distribution.map((v, k) => ({ k, probability: v })) },
+      mark: { type: 'line', color: '#d62728' },
+      encoding: { x: { field: 'k', type: 'quantitative' }, y: { field: 'probability', type: 'quantitative' } },
+    });
+  }
+  return { layer };
+}
+
+function gradientSpec(r: Report): Spec | null {
+  const g = r.gradients;
+  if (!g) return null;
+  const samples = g.samples.filter((s) => s.norm !== null && s.norm > 0).map((s) => ({ k: s.k, norm: s.norm }));
+  const means = g.meanNorm.map((m, k) => ({ k, norm: m })).filter((x) => x.norm !== null && x.norm > 0);
+  if (!samples.length) return null;
+  const y = { field: 'norm', type: 'quantitative', scale: { type: 'log' } };
+  return {
+    layer: [
+      {
+        data: { values: samples },
+        mark: { type: 'circle', opacity: 0.3, size: 20 },
+        encoding: { x: { field: 'k', type: 'quantitative', title: 'path length k', axis: ints(0, g.n) }, y: { ...y, title: 'gradient norm at the first block (log)' } },
+      },
+      {
+        data: { values: means },
+        mark: { type: 'line', point: true, color: '#d62728' },
+        encoding: { x: { field: 'k', type: 'quantitative' }, y },
+      },
+    ],
+  };
+}
+
+function contributionSpec(r: Report): Spec | null {
+  const g = r.gradients;
+  if (!g) return null;
+  const rows = g.effective.share.map((s, k) => ({ k, share: s }));
+  const layer: Spec[] = [];
+  const range = g.effective.range;
+  if (range) {
+    layer.push({
+      data: { values: [{ lo: range.lo, hi: range.hi }] },
+      mark: { type: 'rect', opacity: 0.15, color: '#2ca02c' },
+      encoding: { x: { field: 'lo', type: 'quantitative' }, x2: { field: 'hi' } },
+    });
+  }
+  layer.push({
+    data: { values: rows },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'k', type: 'quantitative', title: 'path length k', axis: ints(0, g.n) },
+      y: { field: 'share', type: 'quantitative', title: 'share of the total gradient (C(n,k)·E|g_k|)', axis: pctAxis },
+    },
+  });
+  return { layer };
+}
+
+const CAPTIONS: Record<PlotName, { title: string; missing: string }> = {
+  single: { title: 'Test error when one block is deleted (dashed: the intact network)', missing: 'no single-block sweep (--no-lesion)' },
+  k: { title: 'Test error against the number of blocks deleted at random (k = 0: intact)', missing: 'no k-block sweep (--no-lesion)' },
+  tau: { title: "Test error against Kendall's τ of the reordered blocks (τ = 1: original order)", missing: 'no reordering (--no-reorder)' },
+  paths: { title: 'Path-length distribution of the unraveled network (red: sampled in training with stochastic depth)', missing: 'no path distribution (--no-paths)' },
+  gradients: { title: 'Gradient magnitude against path length (red: mean per length; log scale)', missing: 'no gradients (--no-gradients)' },
+  contribution: { title: 'Total gradient magnitude contributed by paths of each length (green: the effective paths)', missing: 'no gradients (--no-gradients)' },
+};
+
+export async function renderHtml(r: Report): Promise<string> {
+  const specs: Record<PlotName, Spec | null> = {
+    single: singleSpec(r), k: kSpec(r), tau: tauSpec(r), paths: pathsSpec(r), gradients: gradientSpec(r), contribution: contributionSpec(r),
+  };
+  const figures: string[] = [];
+  for (const name of PLOTS) {
+    const spec = specs[name];
+    const body = spec ? await toSvg(spec) : `<p class="missing">${esc(CAPTIONS[name].missing)}</p>`;
+    figures.push(`<figure id="plot-${name}" class="plot"><figcaption>${esc(CAPTIONS[name].title)}</figcaption>\n${body}\n</figure>`);
+  }
+  const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
+  const facts: [string, string][] = [
+    ['model', `${r.model.path} (sha256 ${r.model.sha256.slice(0, 16)}…)`],
+    ['data', `${r.data.description} (sha256 ${r.data.sha256.slice(0, 16)}…)`],
+    ['versions', `reslens ${r.reslens}, onnxruntime ${r.onnxruntime}, device ${r.device}`],
+    ['seeds', `lesion ${r.seeds.lesion}, gradients ${r.seeds.gradients}`],
+  ];
+  if (r.inspect) {
+    const t = r.inspect.totals;
+    facts.push(['structure', `${r.inspect.kind}, ${r.inspect.kind === 'residual' ? `${t.blocks} blocks` : `${t.layers} layers`} in ${t.stages} stages, ${t.params} parameters`]);
+  }
+  if (r.lesion) facts.push(['baseline error', pct(r.lesion.baseline.error)]);
+  if (r.compare) facts.push(['compared with', `${r.compare.model.path}: baseline error ${pct(r.compare.baseline.error)}`]);
+  const eff = r.gradients?.effective.range;
+  if (eff) facts.push(['effective paths', `lengths ${eff.lo}–${eff.hi} carry ${(eff.mass * 100).toFixed(1)}% of the gradient`]);
+  facts.push(['time', `${r.timings.seconds.toFixed(1)} s (${Object.entries(r.timings.parts).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v!.toFixed(1)} s`).join(', ')})`]);
+  for (const n of r.notes) facts.push(['note', n]);
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>reslens report: ${esc(r.model.path)}</title>
+<style>
+body { font-family: sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.4em; }
+table.facts td { padding: 2px 12px 2px 0; vertical-align: top; }
+table.facts td:first-child { color: #666; white-space: nowrap; }
+.plots { display: flex; flex-wrap: wrap; gap: 24px; }
+figure.plot { margin: 0; }
+figcaption { font-size: 0.9em; margin-bottom: 6px; }
+p.missing { color: #888; font-style: italic; height: 60px; }
+</style>
+</head>
+<body>
+<h1>reslens report</h1>
+<table class="facts">
+${facts.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('\n')}
+</table>
+<div class="plots">
+${figures.join('\n')}
+</div>
+</body>
+</html>
+`;
+}

@@ -1,0 +1,364 @@
+/**
+ * reslens report and merge, as a user runs them (dist/cli.js): the schema file matches the zod
+ * definitions; every command's --json output validates against its part of the schema; a
+ * report is reproducible from its seeds; a run killed at a random moment and resumed, and four
+ * shards merged, give the uninterrupted run's report (timings aside); the HTML page draws its
+ * six plots in headless Chromium.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Engine } from '../src/engine/engine.js';
+import { openNetwork } from '../src/engine/network.js';
+import { Runtime } from '../src/engine/session.js';
+import { openDataset } from '../src/loader/data/index.js';
+import { encodeModel } from '../src/loader/proto.js';
+import { Random } from '../src/random.js';
+import { GradientsDoc, InspectDoc, LesionDoc, PathsDoc, Report, schemaText, withoutTimings } from '../src/report/schema.js';
+import { intactProgram } from '../src/surgery/split.js';
+import { buildNet } from './helpers/build.js';
+import { writeNpy } from './helpers/npy.js';
+
+const CLI = path.resolve('dist/cli.js');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'reslens-report-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const model = path.join(dir, 'res.onnx');
+const plain = path.join(dir, 'plain.onnx');
+const xs = path.join(dir, 'x.npy');
+const N = 400;
+const meta = [
+  { key: 'reslens.input_size', value: '8,8' },
+  { key: 'reslens.mean', value: '0.5' },
+  { key: 'reslens.std', value: '0.25' },
+];
+
+/** A residual net (two stages, one downsampling block), a plain one, and data labelled by the residual net (10% noise). */
+before(async () => {
+  const m = buildNet({ blocks: [{ cout: 4 }, { cout: 4 }, { cout: 4 }, { cout: 8, stride: 2 }, { cout: 8 }, { cout: 8 }], size: 8, seed: 5 });
+  m.metadataProps = meta;
+  writeFileSync(model, encodeModel(m));
+  const p = buildNet({ blocks: [{ cout: 4, plain: true }, { cout: 4, plain: true }, { cout: 4, plain: true }, { cout: 8, stride: 2, plain: true }, { cout: 8, plain: true }], size: 8, seed: 6 });
+  p.metadataProps = meta;
+  writeFileSync(plain, encodeModel(p));
+  const r = new Random(3);
+  writeNpy(xs, '|u1', [N, 8, 8], Uint8Array.from({ length: N * 64 }, () => r.int(256)));
+  writeNpy(path.join(dir, 'y.npy'), '|u1', [N], new Uint8Array(N));
+  const rt = new Runtime({ device: 'cpu', threads: 1 });
+  const labels = new Uint8Array(N);
+  try {
+    const net = await openNetwork(rt, model);
+    const engine = new Engine(rt, net);
+    const data = await openDataset(xs, { preprocess: { mean: [0.5], std: [0.25], size: [8, 8], channels: 1 } });
+    for await (const b of data.batches(100)) {
+      const out = (await engine.logits(intactProgram(6), { data: b.images, dims: [b.n, 1, 8, 8] })).data as Float32Array;
+      b.indices.forEach((i, j) => {
+        const row = Array.from(out.subarray(j * 10, j * 10 + 10));
+        labels[i] = r.next() < 0.1 ? r.int(10) : row.indexOf(Math.max(...row));
+      });
+    }
+    await data.close();
+  } finally {
+    await rt.close();
+  }
+  writeNpy(path.join(dir, 'y.npy'), '|u1', [N], labels);
+});
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
+const CPU = ['--device', 'cpu', '--threads', '1'];
+/** Every run of the same report uses these options (the batch size is recorded in the config). */
+const REPORT = [model, '--data', xs, ...CPU, '--k', '1,2,3', '--samples', '4', '--swaps', '3', '--gradient-samples', '6', '--batch', '4', '--compare', plain];
+const NO_COMPARE = REPORT.slice(0, -2);
+
+// ------------------------------------------------------------------ JSON Schema
+
+/** Just enough of JSON Schema 2020-12 for the keywords the generated schema uses. */
+function validate(schema: any, value: unknown, root: any = schema, at = '$'): string[] {
+  if (schema.$ref) return validate(root.$defs[schema.$ref.replace('#/$defs/', '')], value, root, at);
+  if (schema.anyOf) {
+    const ok = schema.anyOf.some((s: any) => validate(s, value, root, at).length === 0);
+    return ok ? [] : [`${at}: matches none of anyOf`];
+  }
+  const errs: string[] = [];
+  if ('const' in schema && value !== schema.const) errs.push(`${at}: not ${JSON.stringify(schema.const)}`);
+  if (schema.enum && !schema.enum.includes(value)) errs.push(`${at}: ${JSON.stringify(value)} not in enum`);
+  const t = schema.type;
+  const typeOk = (tt: string) =>
+    tt === 'object' ? typeof value === 'object' && value !== null && !Array.isArray(value)
+      : tt === 'array' ? Array.isArray(value)
+        : tt === 'integer' ? Number.isInteger(value)
+          : tt === 'null' ? value === null
+            : typeof value === tt;
+  if (t && !(Array.isArray(t) ? t.some(typeOk) : typeOk(t))) return [`${at}: expected ${t}, got ${JSON.stringify(value)?.slice(0, 40)}`];
+  if (typeof value === 'number') {
+    if (schema.minimum !== undefined && value < schema.minimum) errs.push(`${at}: below ${schema.minimum}`);
+    if (schema.maximum !== undefined && value > schema.maximum) errs.push(`${at}: above ${schema.maximum}`);
+    if (schema.exclusiveMinimum !== undefined && value <= schema.exclusiveMinimum) errs.push(`${at}: not above ${schema.exclusiveMinimum}`);
+  }
+  if (Array.isArray(value) && schema.items) value.forEach((v, i) => errs.push(...validate(schema.items, v, root, `${at}[${i}]`)));
+  if (t === 'object' && value && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    for (const k of schema.required ?? []) if (!(k in o)) errs.push(`${at}: missing ${k}`);
+    for (const [k, v] of Object.entries(o)) {
+      if (schema.properties?.[k]) errs.push(...validate(schema.properties[k], v, root, `${at}.${k}`));
+      else if (schema.additionalProperties === false) errs.push(`${at}: unexpected ${k}`);
+      else if (typeof schema.additionalProperties === 'object') errs.push(...validate(schema.additionalProperties, v, root, `${at}.${k}`));
+    }
+  }
+  return errs;
+}
+
+const committed = JSON.parse(readFileSync('schemas/report.schema.json', 'utf8'));
+function conforms(part: 'Inspect' | 'Lesion' | 'Paths' | 'Gradients' | 'Report', doc: unknown) {
+  const zodSchema = { Inspect: InspectDoc, Lesion: LesionDoc, Paths: PathsDoc, Gradients: GradientsDoc, Report }[part];
+  const z = zodSchema.safeParse(doc);
+  assert.ok(z.success, `${part} (zod): ${z.success ? '' : JSON.stringify(z.error.issues.slice(0, 3))}`);
+  const errs = validate(part === 'Report' ? committed : committed.$defs[part], doc, committed);
+  assert.deepEqual(errs.slice(0, 5), [], `${part} (schemas/report.schema.json)`);
+}
+
+test('schemas/report.schema.json is what scripts/gen-schema.ts makes of the zod definitions', () => {
+  assert.equal(readFileSync('schemas/report.schema.json', 'utf8'), schemaText(), 'the committed schema is stale: run node --import tsx scripts/gen-schema.ts');
+});
+
+test("every command's --json output is its part of the report schema", () => {
+  const outs: [string, 'Inspect' | 'Lesion' | 'Paths' | 'Gradients', string[]][] = [
+    ['inspect', 'Inspect', ['inspect', model, '--json']],
+    ['inspect plain', 'Inspect', ['inspect', plain, '--json']],
+    ['lesion', 'Lesion', ['lesion', model, '--data', xs, '--limit', '100', ...CPU, '--k', '1,2', '--samples', '2', '--reorder', '--swaps', '2', '--delete', '1,2', '--json']],
+    ['lesion plain', 'Lesion', ['lesion', plain, '--data', xs, '--limit', '100', ...CPU, '--k', '2', '--samples', '2', '--json']],
+    ['paths', 'Paths', ['paths', model, '--json']],
+    ['paths --blocks', 'Paths', ['paths', '--blocks', '54', '--pL', '0.5', '--range', '19-35', '--json']],
+    ['gradients', 'Gradients', ['gradients', model, '--data', xs, '--limit', '100', ...CPU, '--samples', '2', '--json']],
+  ];
+  const fixture = path.resolve('fixtures/models/resnet20.onnx');
+  if (existsSync(fixture)) {
+    outs.push(['inspect resnet20', 'Inspect', ['inspect', fixture, '--json']]);
+    outs.push(['lesion resnet20', 'Lesion', ['lesion', fixture, '--limit', '100', ...CPU, '--k', '1', '--samples', '2', '--json']]);
+  }
+  for (const [what, part, args] of outs) {
+    const r = run(...args);
+    assert.equal(r.code, 0, `${what}: ${r.err}`);
+    conforms(part, JSON.parse(r.out));
+  }
+});
+
+// ------------------------------------------------------------------ the reference report
+
+const reference = path.join(dir, 'ref.json');
+const referenceHtml = path.join(dir, 'ref.html');
+let referenceSeconds = 3;
+
+test('report: one document that validates, whose parts are the commands\' outputs, reproducible from its seeds', () => {
+  const t0 = Date.now();
+  const r = run('report', ...REPORT, '-o', reference, '--html', referenceHtml);
+  referenceSeconds = (Date.now() - t0) / 1000;
+  assert.equal(r.code, 0, r.err);
+  assert.ok(!existsSync(`${reference}.partial`), 'the progress file is removed at the end');
+  assert.match(r.out, /baseline error/);
+  const doc = json(reference);
+  conforms('Report', doc);
+  assert.equal(doc.schemaVersion, 1);
+  assert.equal(doc.reslens, JSON.parse(readFileSync('package.json', 'utf8')).version);
+  assert.deepEqual(doc.seeds, { lesion: 0, gradients: 1 });
+  assert.equal(doc.model.metadata['reslens.input_size'], '8,8');
+  assert.equal(doc.data.size, N);
+  for (const p of ['inspect', 'lesion', 'reorder', 'paths', 'gradients', 'compare']) assert.ok(doc.timings.parts[p] >= 0, `seconds of ${p}`);
+  assert.ok(doc.lesion.single.some((s: { error: number }) => s.error !== doc.lesion.baseline.error), 'deleting blocks changes the error');
+
+  // Each part is what the command writes with the same options (timings aside).
+  const same = (part: string, args: string[]) => {
+    const c = run(...args);
+    assert.equal(c.code, 0, c.err);
+    assert.deepEqual(withoutTimings({ [part]: doc[part] })[part], withoutTimings({ [part]: JSON.parse(c.out) })[part], part);
+  };
+  same('inspect', ['inspect', model, '--json']);
+  same('paths', ['paths', model, '--json']);
+  same('lesion', ['lesion', model, '--data', xs, ...CPU, '--batch', '4', '--k', '1,2,3', '--samples', '4', '--reorder', '--swaps', '3', '--json']);
+  same('compare', ['lesion', plain, '--data', xs, ...CPU, '--batch', '4', '--k', '1,2,3', '--samples', '4', '--json']);
+  same('gradients', ['gradients', model, '--data', xs, ...CPU, '--samples', '6', '--json']);
+
+  // The same seeds give the same measurements; another seed other subsets.
+  const again = path.join(dir, 'again.json');
+  assert.equal(run('report', ...REPORT, '-o', again).code, 0);
+  assert.deepEqual(withoutTimings(json(again)), withoutTimings(doc));
+  const other = path.join(dir, 'other.json');
+  assert.equal(run('report', ...NO_COMPARE, '--seed', '9', '--gradient-seed', '9', '--no-inspect', '--no-paths', '--no-reorder', '-o', other).code, 0);
+  const o = json(other);
+  assert.notDeepEqual(o.lesion.k, doc.lesion.k);
+  assert.notDeepEqual(o.gradients.batches, doc.gradients.batches);
+  assert.equal(o.inspect, null);
+  assert.equal(o.paths, null);
+  assert.equal(o.compare, null);
+  assert.deepEqual(o.lesion.reorder, []);
+  assert.equal(o.timings.parts.inspect, null);
+
+  // An existing report is not replaced without --force.
+  const r2 = run('report', ...REPORT, '-o', reference);
+  assert.equal(r2.code, 2);
+  assert.match(r2.err, /already exists; pass --force/);
+});
+
+test('report killed at random moments (SIGKILL) and resumed equals the uninterrupted report', async (t) => {
+  assert.ok(existsSync(reference), 'needs the reference report');
+  const out = path.join(dir, 'killed.json');
+  const partial = `${out}.partial`;
+  let resumedWithProgress = 0;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    // Anywhere from start-up to near the end of an uninterrupted run.
+    const delay = 200 + Math.random() * Math.max(500, referenceSeconds * 1000 - 300);
+    const hadProgress = existsSync(partial);
+    const child = spawn(process.execPath, [CLI, 'report', ...REPORT, '-o', out, '--resume'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+    const code = await exited;
+    clearTimeout(timer);
+    t.diagnostic(`attempt ${attempt}: killed after ${delay.toFixed(0)} ms: exit ${code}, progress file ${existsSync(partial) ? 'kept' : 'absent'}`);
+    if (code === 0) {
+      if (hadProgress) {
+        assert.match(err, /resuming/, 'a second run picks up the progress file');
+        resumedWithProgress++;
+      }
+      break;
+    }
+  }
+  if (!existsSync(out)) {
+    const hadProgress = existsSync(partial);
+    const r = run('report', ...REPORT, '-o', out, '--resume');
+    assert.equal(r.code, 0, r.err);
+    if (hadProgress) {
+      assert.match(r.err, /resuming/);
+      resumedWithProgress++;
+    }
+  }
+  t.diagnostic(`runs that resumed from a progress file: ${resumedWithProgress}`);
+  assert.ok(!existsSync(partial));
+  assert.deepEqual(withoutTimings(json(out)), withoutTimings(json(reference)));
+  // A retried job: --resume on the finished output of the same options does nothing.
+  const before = readFileSync(out, 'utf8');
+  const again = run('report', ...REPORT, '-o', out, '--resume');
+  assert.equal(again.code, 0, again.err);
+  assert.match(again.err, /already finished/);
+  assert.equal(readFileSync(out, 'utf8'), before);
+  const otherSeed = run('report', ...REPORT, '--seed', '3', '-o', out, '--resume');
+  assert.equal(otherSeed.code, 2);
+  assert.match(otherSeed.err, /already exists/);
+});
+
+test('resume refuses other options and bad files; a progress file is not silently replaced', () => {
+  const out = path.join(dir, 'stopped.json');
+  const partial = `${out}.partial`;
+  writeFileSync(partial, JSON.stringify({ schemaVersion: 1, kind: 'nonsense' }));
+  const bad = run('report', ...REPORT, '-o', out, '--resume');
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /not a reslens progress file/);
+  rmSync(partial);
+  // A shard's output is the same kind of file as the progress of a run: use one as progress.
+  const first = run('report', ...NO_COMPARE, '--shard', '0/2', '--no-gradients', '-o', out);
+  assert.equal(first.code, 0, first.err);
+  writeFileSync(partial, readFileSync(out));
+  rmSync(out);
+  const noFlag = run('report', ...NO_COMPARE, '--shard', '0/2', '--no-gradients', '-o', out);
+  assert.equal(noFlag.code, 2);
+  assert.match(noFlag.err, /--resume to continue it or --force to start over/);
+  const other = run('report', ...NO_COMPARE, '--shard', '0/2', '--no-gradients', '--samples', '5', '-o', out, '--resume');
+  assert.equal(other.code, 2);
+  assert.match(other.err, /cannot resume: .*samples 4 ≠ 5/);
+  const unsharded = run('report', ...NO_COMPARE, '--no-gradients', '-o', out, '--resume');
+  assert.equal(unsharded.code, 2);
+  assert.match(unsharded.err, /cannot resume: .*shard 0\/2/);
+  rmSync(partial);
+});
+
+test('4 shards merged equal one run; merge refuses an incomplete or mixed set', async () => {
+  assert.ok(existsSync(reference), 'needs the reference report');
+  const shards = [0, 1, 2, 3].map((i) => path.join(dir, `shard-${i}.json`));
+  // Two at a time, as two machines would.
+  const runShard = (i: number) =>
+    new Promise<void>((res, rej) => {
+      const c = spawn(process.execPath, [CLI, 'report', ...REPORT, '--shard', `${i}/4`, '-o', shards[i]!], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr.on('data', (d) => (err += d));
+      c.on('exit', (code) => (code === 0 ? res() : rej(new Error(`shard ${i}: exit ${code}: ${err}`))));
+    });
+  {
+    await Promise.all([runShard(0), runShard(1)]);
+    await Promise.all([runShard(2), runShard(3)]);
+    const merged = path.join(dir, 'merged.json');
+    const m = run('merge', shards[2]!, shards[0]!, shards[3]!, shards[1]!, '-o', merged);
+    assert.equal(m.code, 0, m.err);
+    conforms('Report', json(merged));
+    assert.deepEqual(withoutTimings(json(merged)), withoutTimings(json(reference)));
+    const missing = run('merge', shards[0]!, shards[1]!, shards[3]!, '-o', path.join(dir, 'nope.json'));
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /shards 2\/4 are missing/);
+    const twice = run('merge', shards[0]!, shards[0]!, '-o', path.join(dir, 'nope.json'));
+    assert.equal(twice.code, 2);
+    assert.match(twice.err, /given twice/);
+    const mixed = path.join(dir, 'mixed.json');
+    assert.equal(run('report', ...REPORT, '--seed', '5', '--shard', '1/4', '-o', mixed).code, 0);
+    const bad = run('merge', shards[0]!, mixed, shards[2]!, shards[3]!, '-o', path.join(dir, 'nope.json'));
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /options differ/);
+    assert.equal(run('merge', reference, '-o', path.join(dir, 'nope.json')).code, 2, 'a report is not a shard');
+  }
+});
+
+// ------------------------------------------------------------------ HTML in a browser
+
+function findChromium(): string | null {
+  for (const c of ['chromium', 'chromium-browser', 'google-chrome']) {
+    const r = spawnSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' });
+    if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  }
+  return null;
+}
+
+test('the HTML page draws its six plots in headless Chromium', (t) => {
+  assert.ok(existsSync(referenceHtml), 'needs the reference report');
+  const html = readFileSync(referenceHtml, 'utf8');
+  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'no scripts and no network references');
+  const chromium = findChromium();
+  // .ci/run installs Debian's chromium; without it this test cannot show anything, so it fails.
+  assert.ok(chromium, 'chromium is not installed: apt-get install chromium');
+  // A copy with a script that counts, in the browser's own DOM, the drawn elements of the data marks per plot.
+  const probe = html.replace('</body>', `<script>
+for (const f of document.querySelectorAll('figure.plot')) {
+  const marks = f.querySelectorAll('svg g.role-mark > path, svg g.role-mark > rect, svg g.role-mark > circle');
+  const kinds = [...new Set([...f.querySelectorAll('svg g.role-mark')].map((g) => [...g.classList].find((c) => c.startsWith('mark-'))))];
+  const p = document.createElement('pre');
+  p.className = 'count';
+  p.textContent = f.id + ' ' + marks.length + ' ' + kinds.join(',');
+  document.body.appendChild(p);
+}
+</script></body>`);
+  const file = path.join(dir, 'probe.html');
+  writeFileSync(file, probe);
+  const profile = mkdtempSync(path.join(os.tmpdir(), 'reslens-chromium-'));
+  try {
+    const r = spawnSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', `--user-data-dir=${profile}`, '--dump-dom', `file://${file}`], { encoding: 'utf8', timeout: 60000 });
+    assert.equal(r.status, 0, r.stderr);
+    const counts = new Map([...r.stdout.matchAll(/<pre class="count">plot-(\S+) (\d+) (\S*)<\/pre>/g)].map((m) => [m[1]!, { n: Number(m[2]), kinds: m[3]! }]));
+    t.diagnostic(JSON.stringify(Object.fromEntries(counts)));
+    const expect: Record<string, RegExp> = { single: /mark-symbol/, k: /mark-line/, tau: /mark-symbol/, paths: /mark-rect/, gradients: /mark-symbol/, contribution: /mark-line/ };
+    assert.deepEqual([...counts.keys()], Object.keys(expect));
+    for (const [plot, kind] of Object.entries(expect)) {
+      const c = counts.get(plot)!;
+      assert.ok(c.n > 0, `plot ${plot} drew no marks`);
+      assert.match(c.kinds, kind, `plot ${plot}: ${c.kinds}`);
+    }
+    // The k plot has both networks' curves.
+    assert.ok(counts.get('k')!.n >= 4, 'residual and plain curves');
+  } finally {
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
