@@ -16,6 +16,7 @@ import {
   summarize,
 } from '../src/paths/distribution.js';
 import { renderPathHistogram } from '../src/paths/render.js';
+import { Random } from '../src/random.js';
 
 function factorial(n: number): bigint {
   let f = 1n;
@@ -42,14 +43,8 @@ function relClose(actual: number, expected: number, rel: number, what: string): 
 
 /** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Random(seed);
+  return () => r.next();
 }
 
 test('ResNet-110 (n = 54): the paper\'s 98.0% for lengths 19..35 and 0.45% for 5..17', () => {

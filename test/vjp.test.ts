@@ -21,18 +21,13 @@ import {
 } from '../src/loader/proto.js';
 import { indexGraph } from '../src/surgery/graph.js';
 import { buildSoftmaxCrossEntropyGrad, buildVjp, type VjpSpec } from '../src/surgery/vjp.js';
+import { Random } from '../src/random.js';
 
 // ---------------------------------------------------------------- helpers
 
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Random(seed);
+  return () => r.next();
 }
 
 type Rng = () => number;
