@@ -12,6 +12,24 @@ export function positiveInt(flag: string, max = 1e9) {
   };
 }
 
+/** Seeds: whole numbers 0..2^32-1 (src/random.ts takes 32 bits). */
+export function seedArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UserError(`${flag}: '${v}' is not a whole number from 0 to 4294967295`);
+    return n;
+  };
+}
+
+/** A share in (0, 1], e.g. --mass. */
+export function shareArg(flag: string) {
+  return (v: string): number => {
+    const m = Number(v);
+    if (!(m > 0 && m <= 1)) throw new UserError(`${flag}: '${v}' must be in (0, 1]`);
+    return m;
+  };
+}
+
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)').argParser(positiveInt('--threads', 1024)))

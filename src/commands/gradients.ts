@@ -11,7 +11,7 @@ import { onnxruntimeVersion } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
 import { effectivePaths, type EffectivePaths } from '../paths/distribution.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, withRuntime } from './common.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, seedArg, shareArg, withRuntime } from './common.js';
 import { emitJson, useColor } from './output.js';
 
 export function renderGradients(r: GradientResult, eff: EffectivePaths, meta: { model: string; data: string; mass: number }, color: boolean): string {
@@ -50,12 +50,8 @@ export function registerGradients(program: Command): void {
     .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
     .addOption(new Option('--samples <n>', 'samples per k, each on its own random batch').argParser(positiveInt('--samples', 1e6)).default(100))
     .addOption(new Option('--k <list>', 'path lengths to sample, e.g. 0-27 or 0,5,10 (default: all)'))
-    .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser((v) => {
-      const m = Number(v);
-      if (!(m > 0 && m <= 1)) throw new UserError(`--mass: '${v}' must be in (0, 1]`);
-      return m;
-    }).default(0.9))
-    .addOption(new Option('--seed <n>', 'seed for batches and block subsets').argParser(positiveInt('--seed', 2 ** 32 - 1)).default(1))
+    .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser(shareArg('--mass')).default(0.9))
+    .addOption(new Option('--seed <n>', 'seed for batches and block subsets').argParser(seedArg('--seed')).default(1))
     .addOption(new Option('--plan <file>', 'replay exactly the samples of an earlier --json output'))
     .addHelpText('after', `
 Examples:

@@ -11,7 +11,7 @@ import { onnxruntimeVersion } from '../engine/session.js';
 import { defaultBatch } from '../engine/device.js';
 import { Interrupted, UserError } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, withRuntime, DEFAULT_MODEL } from './common.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, seedArg, withRuntime, DEFAULT_MODEL } from './common.js';
 import { emitJson, useColor } from './output.js';
 
 export function parseMode(s: string): LesionMode {
@@ -80,11 +80,7 @@ export function registerLesion(program: Command): void {
     .addOption(new Option('--mode <mode>', 'delete | scale:ALPHA | mean').default('delete'))
     .addOption(new Option('--k <list>', 'numbers of blocks deleted at once, e.g. 1,2,5,10'))
     .addOption(new Option('--samples <n>', 'random subsets (or orders) per k (or per swap count)').argParser(positiveInt('--samples', 100000)).default(10))
-    .addOption(new Option('--seed <n>', 'seed for the random subsets and orders').argParser((v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UserError(`--seed: '${v}' is not a whole number from 0 to 4294967295`);
-      return n;
-    }).default(0))
+    .addOption(new Option('--seed <n>', 'seed for the random subsets and orders').argParser(seedArg('--seed')).default(0))
     .addOption(new Option('--delete <blocks>', 'an explicit set of blocks to change together, e.g. 3,7,10-12'))
     .addOption(new Option('--reorder', 'measure error against the amount of reordering'))
     .addOption(new Option('--swaps <n>', 'with --reorder: 1..N random swaps').argParser(positiveInt('--swaps', 10000)).default(5))

@@ -18,15 +18,9 @@ import { compareLesionPlan, gradientPlan, mainLesionPlan, parseShard } from '../
 import { reslensVersion, runReport } from '../report/run.js';
 import { Report, ReportState, SCHEMA_VERSION, type NetworkDesc, type ReportConfig } from '../report/schema.js';
 import { assemble, checkReport, configDifferences, readState, removeStaleTemps, saveState } from '../report/state.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, withRuntime } from './common.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, seedArg, shareArg, withRuntime } from './common.js';
 import { parseMode } from './lesion.js';
 import { toJson, writeFileAtomic } from './output.js';
-
-const seedOption = (flag: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new UserError(`${flag}: '${v}' is not a whole number from 0 to 4294967295`);
-  return n;
-};
 
 function networkDesc(net: Network): NetworkDesc {
   const s = net.structure;
@@ -98,16 +92,12 @@ export function registerReport(program: Command): void {
     .addOption(new Option('--samples <n>', 'random subsets per k, and orders per swap count').argParser(positiveInt('--samples', 100000)).default(10))
     .addOption(new Option('--swaps <n>', 'reordering with 1..N random swaps within a stage').argParser(positiveInt('--swaps', 10000)).default(5))
     .addOption(new Option('--include-downsampling', 'let random k-subsets include downsampling blocks'))
-    .addOption(new Option('--seed <n>', 'seed for the lesion subsets and orders').argParser(seedOption('--seed')).default(0))
+    .addOption(new Option('--seed <n>', 'seed for the lesion subsets and orders').argParser(seedArg('--seed')).default(0))
     .addOption(new Option('--gradient-samples <n>', 'gradient samples per path length (one random batch each)').argParser(positiveInt('--gradient-samples', 1e6)).default(20))
     .addOption(new Option('--gradient-k <list>', 'path lengths to sample (default: all, 0-n)'))
     .addOption(new Option('--gradient-batch <n>', 'images per gradient batch').argParser(positiveInt('--gradient-batch', 65536)).default(32))
-    .addOption(new Option('--gradient-seed <n>', 'seed for the gradient batches and block subsets').argParser(seedOption('--gradient-seed')).default(1))
-    .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser((v) => {
-      const m = Number(v);
-      if (!(m > 0 && m <= 1)) throw new UserError(`--mass: '${v}' must be in (0, 1]`);
-      return m;
-    }).default(0.9))
+    .addOption(new Option('--gradient-seed <n>', 'seed for the gradient batches and block subsets').argParser(seedArg('--gradient-seed')).default(1))
+    .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser(shareArg('--mass')).default(0.9))
     .addHelpText('after', `
 Examples:
   reslens report fixtures/models/resnet20.onnx -o report.json --html report.html
