@@ -27,8 +27,11 @@ test('SIGINT and SIGTERM: partial results written, exit 130', async () => {
     const child = spawn(process.execPath, ['dist/cli.js', 'lesion', model, '--data', path.join(dir, 'x.npy'), '--batch', '2', '--threads', '1', '--device', 'cpu', '--json', out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
-    // Wait until it is evaluating (it reports the device first), then interrupt.
-    await new Promise((res) => setTimeout(res, 2500));
+    // Wait until it is evaluating: the device line comes with the first session, after the
+    // signal handlers are in place. A loaded machine can take seconds to get there.
+    const t0 = Date.now();
+    while (!/device:/.test(err) && Date.now() - t0 < 60000) await new Promise((res) => setTimeout(res, 50));
+    await new Promise((res) => setTimeout(res, 1000));
     child.kill(sig);
     const code = await new Promise<number | null>((res) => child.on('exit', res));
     assert.equal(code, 130, err);
