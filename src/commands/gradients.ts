@@ -105,7 +105,7 @@ Examples:
           ...result,
           effective: { mass: o.mass, range: eff.effective, pathShare: eff.pathShare, share: eff.share, fit: eff.fit },
         };
-        if (!emitJson(doc, o.json, !!o.force) && o.json === undefined) {
+        if (!emitJson(doc, o.json, !!o.force)) {
           process.stdout.write(renderGradients(result, eff, { model: modelPath, data: data.description, mass: o.mass }, useColor()));
           process.stderr.write(`${result.samples.length} path samples in ${seconds.toFixed(1)}s (${(result.samples.length / seconds).toFixed(1)}/s)\n`);
         }

@@ -17,8 +17,7 @@ Examples:
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(cmd)));
   cmd.action(async (model: string, opts: { json?: string | boolean; force?: boolean; size?: string; threads?: number }) => {
     const report = await withRuntime(opts, (rt) => inspect(rt, model, opts));
-    if (!emitJson(report, opts.json, !!opts.force)) {
-      if (opts.json === undefined) process.stdout.write(renderInspect(report, useColor()));
-    }
+    // The table too, unless the JSON itself went to stdout.
+    if (!emitJson(report, opts.json, !!opts.force)) process.stdout.write(renderInspect(report, useColor()));
   });
 }

@@ -123,7 +123,7 @@ Examples:
           seconds,
           ...result,
         };
-        if (!emitJson(doc, o.json, !!o.force) && o.json === undefined) {
+        if (!emitJson(doc, o.json, !!o.force)) {
           process.stdout.write(renderLesion(result, { model: modelPath, data: data.description }, useColor()));
           process.stderr.write(`${result.evaluations} configurations × ${data.size} samples in ${seconds.toFixed(1)}s\n`);
         }

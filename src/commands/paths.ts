@@ -121,7 +121,7 @@ Examples:
       throw new UserError('paths: give a model (reslens paths model.onnx) or a block count (--blocks 54)');
     }
     const report = pathsReport(n, source, deleted, o.range, survival);
-    if (!emitJson({ command: 'paths', ...report }, o.json, !!o.force) && o.json === undefined) {
+    if (!emitJson({ command: 'paths', ...report }, o.json, !!o.force)) {
       process.stdout.write(renderPaths(report, useColor(), Math.min(process.stdout.columns ?? 100, 120)));
     }
   });
