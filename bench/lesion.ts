@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import { openDataFor } from '../src/commands/common.js';
-import { Engine } from '../src/engine/engine.js';
+import { Engine, predictedClass } from '../src/engine/engine.js';
 import { unitInfo } from '../src/engine/lesion.js';
 import { openNetwork } from '../src/engine/network.js';
 import { Runtime, onnxruntimeVersion, type Session } from '../src/engine/session.js';
@@ -142,24 +142,11 @@ class CountingRuntime extends Runtime {
   }
 }
 
-/** Correct predictions in one batch, scored as the engine does (first strict maximum; a non-finite logit is wrong). */
+/** Correct predictions in one batch, scored as the engine scores them. */
 function countCorrect(logits: Float32Array, labels: Int32Array, n: number): number {
   const k = logits.length / n;
   let correct = 0;
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    let bestV = -Infinity;
-    let finite = true;
-    for (let c = 0; c < k; c++) {
-      const v = logits[i * k + c]!;
-      if (!Number.isFinite(v)) finite = false;
-      if (v > bestV) {
-        bestV = v;
-        best = c;
-      }
-    }
-    if (finite && best === labels[i]) correct++;
-  }
+  for (let i = 0; i < n; i++) if (predictedClass(logits, i, k) === labels[i]) correct++;
   return correct;
 }
 

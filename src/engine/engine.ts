@@ -295,29 +295,37 @@ async function* batchesFrom(data: Dataset, bs: number, start: number): AsyncGene
   }
 }
 
+/**
+ * The predicted class of row i of [n, k] logits: the first strict maximum, or -1 when the row
+ * holds NaN or an infinity (such a sample is counted apart and never scored as right).
+ */
+export function predictedClass(d: Float32Array, i: number, k: number): number {
+  let best = 0;
+  let bestV = -Infinity;
+  for (let c = 0; c < k; c++) {
+    const v = d[i * k + c]!;
+    if (!Number.isFinite(v)) return -1;
+    if (v > bestV) {
+      bestV = v;
+      best = c;
+    }
+  }
+  return best;
+}
+
 function score(logits: Tensor, batch: Batch, r: EvalResult): void {
   const d = logits.data as Float32Array;
   const k = d.length / batch.n;
   for (let i = 0; i < batch.n; i++) {
-    let best = 0;
-    let bestV = -Infinity;
-    let finite = true;
-    for (let c = 0; c < k; c++) {
-      const v = d[i * k + c]!;
-      if (!Number.isFinite(v)) finite = false;
-      if (v > bestV) {
-        bestV = v;
-        best = c;
-      }
-    }
+    const pred = predictedClass(d, i, k);
     const label = batch.labels[i]!;
     r.total++;
     if (label < r.perClass.total.length) r.perClass.total[label]!++;
-    if (!finite) {
+    if (pred < 0) {
       r.nonFinite++;
       continue;
     }
-    if (best === label) {
+    if (pred === label) {
       r.correct++;
       if (label < r.perClass.correct.length) r.perClass.correct[label]!++;
     }
