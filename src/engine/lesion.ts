@@ -173,6 +173,21 @@ export function planLesion(net: PlanNetwork, o: LesionPlanOptions, what = 'measu
 }
 
 
+/** A k-deletion group: its samples and their mean, min and max error. */
+export function kGroup<S extends { error: number }>(k: number, eligible: number, samples: S[]) {
+  const errs = samples.map((x) => x.error);
+  return { k, eligible, samples, mean: errs.reduce((a, b) => a + b, 0) / errs.length, min: Math.min(...errs), max: Math.max(...errs) };
+}
+
+/** A reorder group: its samples and their mean Kendall's tau and error. */
+export function reorderGroup<S extends { error: number; kendallTau: number }>(swaps: number, samples: S[]) {
+  return {
+    swaps, samples,
+    meanTau: samples.reduce((a, b) => a + b.kendallTau, 0) / samples.length,
+    meanError: samples.reduce((a, b) => a + b.error, 0) / samples.length,
+  };
+}
+
 export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptions, evalOpts: EvalOptions = {}): Promise<LesionResult> {
   const net = engine.net;
   const s = net.structure;
@@ -234,18 +249,11 @@ export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptio
     return { unit: u, stage: i.stage, downsampling: i.downsampling, ...measured(r), delta: r.error - base.error, perClassError: perClassError(r) };
   });
   const k = kPlans.map((kp) => {
-    const samples = kp.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) }));
-    const errs = samples.map((x) => x.error);
-    return { k: kp.k, eligible: plan.eligible, samples, mean: errs.reduce((a, b) => a + b, 0) / errs.length, min: Math.min(...errs), max: Math.max(...errs) };
+    return kGroup(kp.k, plan.eligible, kp.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) })));
   });
   const explicit = explicitIdx >= 0 ? { blocks: opts.blocks!, ...measured(results[cursor++]!) } : null;
   const reorder = reorderPlans.map((plan) => {
-    const samples = plan.orders.map((order) => ({ order, kendallTau: kendallTau(order), ...measured(results[cursor++]!) }));
-    return {
-      swaps: plan.swaps, samples,
-      meanTau: samples.reduce((a, b) => a + b.kendallTau, 0) / samples.length,
-      meanError: samples.reduce((a, b) => a + b.error, 0) / samples.length,
-    };
+    return reorderGroup(plan.swaps, plan.orders.map((order) => ({ order, kendallTau: kendallTau(order), ...measured(results[cursor++]!) })));
   });
   return {
     network: s.kind,

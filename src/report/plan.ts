@@ -6,7 +6,7 @@
  * way the commands build them.
  */
 import { UserError } from '../errors.js';
-import { kendallTau } from '../engine/lesion.js';
+import { kendallTau, kGroup, reorderGroup } from '../engine/lesion.js';
 import type { EvalResult } from '../engine/engine.js';
 import type { GradientPlan } from '../engine/gradients.js';
 import { makePlan } from '../engine/gradients.js';
@@ -88,18 +88,11 @@ export function lesionDoc(head: DocHead, net: NetworkDesc, mode: string, seed: n
     return { unit: u, stage: i.stage, downsampling: i.downsampling, ...measured(r), delta: r.error - base.error, perClassError: perClassError(r) };
   });
   const k = plan.kPlans.map((p) => {
-    const samples = p.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) }));
-    const errs = samples.map((x) => x.error);
-    return { k: p.k, eligible: plan.eligible, samples, mean: errs.reduce((a, b) => a + b, 0) / errs.length, min: Math.min(...errs), max: Math.max(...errs) };
+    return kGroup(p.k, plan.eligible, p.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) })));
   });
   let rc = 0;
   const reorder = plan.reorderPlans.map((p) => {
-    const samples = p.orders.map((order) => ({ order, kendallTau: kendallTau(order), ...measured(reorderResults[rc++]!) }));
-    return {
-      swaps: p.swaps, samples,
-      meanTau: samples.reduce((a, b) => a + b.kendallTau, 0) / samples.length,
-      meanError: samples.reduce((a, b) => a + b.error, 0) / samples.length,
-    };
+    return reorderGroup(p.swaps, p.orders.map((order) => ({ order, kendallTau: kendallTau(order), ...measured(reorderResults[rc++]!) })));
   });
   return {
     command: 'lesion',
