@@ -53,6 +53,10 @@ Examples:
         }
         const backend = new EngineBackend({ rt, net, data, compare, batch: o.batch });
         const controller = new ExploreController(backend);
+        // Ink (is-in-ci) draws only the final frame when CI is set; explore runs only on a
+        // terminal, so the user wants the live screen. Ink reads this when first imported.
+        delete process.env.CI;
+        delete process.env.CONTINUOUS_INTEGRATION;
         const { runExploreApp } = await import('../ui/explore/run.js');
         try {
           await runExploreApp(controller);
