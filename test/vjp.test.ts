@@ -20,7 +20,7 @@ import {
   type TensorProto,
 } from '../src/loader/proto.js';
 import { indexGraph } from '../src/surgery/graph.js';
-import { buildSoftmaxCrossEntropyGrad, buildVjp, type VjpSpec } from '../src/surgery/vjp.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp, reluMaskName, withSavedOutputs, type VjpSpec } from '../src/surgery/vjp.js';
 import { Random } from '../src/random.js';
 
 // ---------------------------------------------------------------- helpers
@@ -421,6 +421,30 @@ test('residual block: full VJP matches finite differences and equals residual pa
   // Cutting both sides leaves a zero gradient of x's shape.
   const none = await runVjp(spec([{ node: 'Add_add', input: 0 }, { node: 'Add_add', input: 1 }]), m, p, gy);
   assert.equal(norm(none), 0);
+});
+
+test('ReLU masks fed from the forward (reluMasks) give the same gradient as masks computed in the backward', async () => {
+  const rng = mulberry32(23);
+  const n = new Net(rng, [2, 3, 5, 5]);
+  const r1 = n.node('Relu', [n.bn(n.conv('x', 'c1', 3, 3, 3, { pads: [1, 1, 1, 1] }), 'b1', 3)], 'r1');
+  const s = n.node('Add', [n.conv(r1, 'c2', 3, 3, 3, { pads: [1, 1, 1, 1] }), 'x'], 's');
+  n.node('Relu', [s], 'y');
+  const m = n.model();
+  const x = new ort.Tensor('float32', randn(rng, 150), [2, 3, 5, 5]);
+  const p = await probe(m, { x });
+  const gy = randn(rng, 150);
+  const ref = await runVjp({ from: 'x', to: 'y', shapes: p.shapes }, m, p, gy);
+  const vjp = buildVjp(m, indexGraph(m.graph!), { from: 'x', to: 'y', shapes: p.shapes, reluMasks: true });
+  assert.deepEqual([...vjp.masks.values()].sort(), ['r1', 'y']);
+  assert.ok(vjp.saved.includes(reluMaskName('y')) && !vjp.model.graph!.node!.some((nd) => nd.opType === 'Greater'), 'the masks are inputs, not recomputed');
+  const fwd = await (await session(withSavedOutputs(m, vjp.saved, vjp.masks))).run({ x });
+  const mask = fwd[reluMaskName('y')]!.data as Float32Array;
+  const yv = p.values.y!.data as Float32Array;
+  assert.ok(mask.every((v, i) => v === (yv[i]! > 0 ? 1 : 0)), 'the mask is 1 exactly where the ReLU output is positive');
+  const feeds: Feed = { grad_out: new ort.Tensor('float32', gy, [2, 3, 5, 5]) };
+  for (const t of vjp.saved) feeds[t] = t === 'x' ? x : fwd[t]!;
+  const gx = (await (await session(vjp.model)).run(feeds)).grad_in!.data as Float32Array;
+  for (let i = 0; i < gx.length; i++) assert.ok(Math.abs(gx[i]! - ref[i]!) <= 1e-6 * (1 + Math.abs(ref[i]!)), `element ${i}: ${gx[i]} vs ${ref[i]}`);
 });
 
 test('a VJP built for one batch size runs on another (Conv, BN, Relu, MaxPool, GAP, Flatten, Gemm)', async () => {

@@ -8,10 +8,10 @@
 import { Interrupted, UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { Random } from '../random.js';
-import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT } from '../surgery/vjp.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, reluMaskName, withSavedOutputs } from '../surgery/vjp.js';
 import type { ResidualBlock, Segment } from '../surgery/blocks.js';
 import type { Network } from './network.js';
-import { probeShapes, withOutputs } from './probe.js';
+import { probeShapes } from './probe.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
 export interface GradientSample {
@@ -65,7 +65,7 @@ export function checkPlan(plan: GradientPlan, n: number, dataSize: number, file:
   }
 }
 
-type BackKernel = { session: Session; saved: string[] } | { js: (g: Float32Array, fwd: Map<string, Tensor>) => Float32Array };
+type BackKernel = { session: Session; saved: string[] } | { js: (g: Float32Array) => Float32Array };
 
 interface Trie {
   children: Map<string, Trie>;
@@ -109,9 +109,12 @@ export class PathGradients {
     const shapes = await probeShapes(this.rt, model.proto, this.net.input, [1, ...this.net.preprocessing.inputShape], [...all], model.path, this.batchSize);
     shapes.set(this.net.input, [this.batchSize, ...this.net.preprocessing.inputShape]);
     const saved = new Set<string>();
+    const masks = new Map<string, string>();
     const vjp = async (from: string, to: string, cut: { node: string; input: number }[] | undefined, label: string): Promise<BackKernel> => {
-      const v = buildVjp(model.proto, g, { from, to, shapes, cut });
+      // ReLU masks come from the one forward per batch; each of the many backwards only multiplies.
+      const v = buildVjp(model.proto, g, { from, to, shapes, cut, reluMasks: true });
       for (const t of v.saved) saved.add(t);
+      for (const [m, y] of v.masks) masks.set(m, y);
       return { session: await this.rt.create(v.model, label), saved: v.saved };
     };
     const firstBlockSeg = s.segments.findIndex((x) => x.kind === 'block');
@@ -127,32 +130,20 @@ export class PathGradients {
       this.blockSegs.push({ seg, block: b, index: i });
       const shortcutSlot = 1 - b.residualSlot;
       this.residualPart.set(i, await vjp(b.input, b.output, [{ node: b.addNode, input: shortcutSlot }], `backward block ${b.index} residual`));
-      if (b.shortcutKind === 'identity' && (b.post === null || b.post === 'Relu')) {
-        // Identity shortcut: the gradient passes, masked by the ReLU after the Add.
-        if (b.post === 'Relu') saved.add(b.output);
-        const y = b.output;
-        this.shortcutPart.set(i, {
-          js: b.post === 'Relu'
-            ? (gr, fwd) => {
-                const yd = fwd.get(y)!.data as Float32Array;
-                const out = new Float32Array(gr.length);
-                for (let j = 0; j < gr.length; j++) out[j] = yd[j]! > 0 ? gr[j]! : 0;
-                return out;
-              }
-            : (gr) => gr,
-        });
+      if (b.shortcutKind === 'identity' && b.post === null) {
+        // Identity shortcut, nothing after the Add (pre-activation): the gradient passes unchanged.
+        this.shortcutPart.set(i, { js: (gr) => gr });
       } else {
         this.shortcutPart.set(i, await vjp(b.input, b.output, [{ node: b.addNode, input: b.residualSlot }], `backward block ${b.index} shortcut`));
       }
     }
     this.savedNames = [...saved];
-    const outs = [this.net.output, ...this.savedNames.filter((t) => t !== this.net.input && t !== this.net.output)];
-    this.forward = await this.rt.create(withOutputs(model.proto, outs), 'forward with saved tensors');
+    this.forward = await this.rt.create(withSavedOutputs(model.proto, this.savedNames, masks), 'forward with saved tensors');
     this.lossGrad = await this.rt.create(buildSoftmaxCrossEntropyGrad(classes), 'softmax cross-entropy gradient');
   }
 
   private async back(k: BackKernel, g: Float32Array, dims: number[], fwd: Map<string, Tensor>): Promise<Float32Array> {
-    if ('js' in k) return k.js(g, fwd);
+    if ('js' in k) return k.js(g);
     const feeds: Record<string, Tensor> = { [GRAD_OUT]: { data: g, dims } };
     for (const t of k.saved) feeds[t] = fwd.get(t)!;
     const out = await k.session.run(feeds);

@@ -6,11 +6,11 @@
  * reads forward tensors it lists as `saved`). Pure: graph in, model out.
  */
 import { UserError } from '../errors.js';
-import { DataType, makeModel, type ModelProto, type ValueInfoProto } from '../loader/proto.js';
+import { DataType, floatTensor, makeModel, makeNode, type ModelProto, type ValueInfoProto } from '../loader/proto.js';
 import { ancestors, descendants, type GraphIndex } from './graph.js';
 import { Builder, ruleFor } from './vjp-rules.js';
 
-export { SUPPORTED_OPS } from './vjp-rules.js';
+export { reluMaskName, SUPPORTED_OPS } from './vjp-rules.js';
 
 export interface VjpSpec {
   /** Tensor whose gradient we want (e.g. a block input x). */
@@ -25,6 +25,12 @@ export interface VjpSpec {
   shapes: Map<string, number[]>;
   /** Edges through which no gradient flows: input slot `input` of the node named `node`. */
   cut?: { node: string; input: number }[];
+  /**
+   * ReLU masks as saved inputs (named by reluMaskName, listed in `masks`) instead of being
+   * recomputed from the ReLU's output on every run: for callers that run many backwards on
+   * one forward. The forward that feeds them: withSavedOutputs.
+   */
+  reluMasks?: boolean;
 }
 
 export interface Vjp {
@@ -32,6 +38,8 @@ export interface Vjp {
   model: ModelProto;
   /** Forward tensors the backward reads; the caller computes them in the forward pass. */
   saved: string[];
+  /** The saved names that are ReLU masks, each with the ReLU output it is read off. */
+  masks: Map<string, string>;
 }
 
 export const GRAD_OUT = 'grad_out';
@@ -61,7 +69,7 @@ export function buildVjp(model: ModelProto, g: GraphIndex, spec: VjpSpec): Vjp {
   }
   const region = [...ancestors(g, [to], new Set([from]))].filter((i) => desc.has(i)).sort((a, b) => b - a);
 
-  const b = new Builder(g, spec.shapes, forwardOpset(model));
+  const b = new Builder(g, spec.shapes, forwardOpset(model), spec.reluMasks ?? false);
   const grads = new Map<string, string[]>([[to, [GRAD_OUT]]]);
   const total = (t: string): string | null => {
     const list = grads.get(t);
@@ -128,7 +136,28 @@ export function buildVjp(model: ModelProto, g: GraphIndex, spec: VjpSpec): Vjp {
     },
     opset,
   );
-  return { model: m, saved: [...b.saved] };
+  return { model: m, saved: [...b.saved], masks: new Map(b.masks) };
+}
+
+/**
+ * The forward model with every tensor a set of backwards reads as an output: forward tensors
+ * by name, and the ReLU masks (Vjp.masks) computed from theirs.
+ */
+export function withSavedOutputs(model: ModelProto, saved: string[], masks: Map<string, string>): ModelProto {
+  const g = model.graph!;
+  const zero = '__reslens_zero';
+  const nodes = [...(g.node ?? [])];
+  const initializer = [...(g.initializer ?? [])];
+  if (masks.size) initializer.push(floatTensor(zero, [], [0]));
+  let i = 0;
+  for (const [name, y] of masks) {
+    const gt = `__reslens_gt${i}`;
+    nodes.push(makeNode('Greater', [y, zero], [gt], {}, `__reslens_mask${i}_gt`));
+    nodes.push(makeNode('Cast', [gt], [name], { to: DataType.FLOAT }, `__reslens_mask${i++}_cast`));
+  }
+  const have = new Set([...(g.output ?? []), ...(g.input ?? [])].map((o) => o.name));
+  const outs = saved.filter((t) => !have.has(t)).map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } }));
+  return { ...model, graph: { ...g, node: nodes, initializer, output: [...(g.output ?? []), ...outs] } };
 }
 
 /**
