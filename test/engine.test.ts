@@ -1,8 +1,9 @@
 /** The block-wise engine against the exported single-graph model, run by onnxruntime. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Engine } from '../src/engine/engine.js';
-import { analyseModel } from '../src/engine/network.js';
+import { Checkpoints, Engine, predictedClass } from '../src/engine/engine.js';
+import { analyseModel, openNetwork } from '../src/engine/network.js';
+import { openDataset } from '../src/loader/data/index.js';
 import { Runtime, type Tensor } from '../src/engine/session.js';
 import { modelFromBytes } from '../src/loader/model.js';
 import { encodeModel } from '../src/loader/proto.js';
@@ -105,6 +106,48 @@ test('prefix cache on and off give identical results', async () => {
     assert.deepEqual(on, off);
     assert.ok(on[0]!.correct >= Math.floor(N / 2), 'the intact network predicts its own labels');
     assert.equal(on[0]!.total, N);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('checkpoints: programs started from stored intact activations score as from the input (resnet20, 200 images)', async () => {
+  const rt = new Runtime({ threads: 2 });
+  try {
+    const net = await openNetwork(rt, 'fixtures/models/resnet20.onnx');
+    const n = net.structure.blocks.length;
+    const engine = new Engine(rt, net);
+    const pre = net.preprocessing;
+    const source = await openDataset('fixtures/data/t10k-images-idx3-ubyte', { preprocess: { mean: pre.mean, std: pre.std, size: [28, 28], channels: 1 }, limit: 200 });
+    const N = source.size;
+    const { images } = await source.batch([...Array(N).keys()]);
+    await source.close();
+    const x: Tensor = { data: images, dims: [N, 1, 28, 28] };
+    const del = (...ds: number[]): Program => ({ ...intactProgram(n), modes: intactProgram(n).modes.map((m, j) => (ds.includes(j) ? DELETE : m)) });
+    const swapped = intactProgram(n);
+    swapped.order = [0, 1, 2, 3, 5, 4, 6, 7, 8];
+    const programs: Program[] = [intactProgram(n), ...[...Array(n).keys()].map((i) => del(i)), del(2, 7), { ...intactProgram(n), modes: intactProgram(n).modes.map((m, j): BlockMode => (j === 5 ? { kind: 'scale', alpha: 0.3 } : m)) }, swapped];
+    // Each program labelled with its own predictions: a sample started from another sample's
+    // activation, or from a wrong boundary, shows up as an error.
+    const own = await Promise.all(programs.map(async (p) => {
+      const l = (await engine.logits(p, x)).data as Float32Array;
+      return Int32Array.from({ length: N }, (_, i) => predictedClass(l, i, 10));
+    }));
+    assert.ok(own.every((l) => new Set(l).size >= 5), 'predictions vary between samples');
+    const all = new Checkpoints(net, N, Infinity);
+    // A budget for part of the boundaries.
+    const budget = N * 4 * 16 * 28 * 28 * 3;
+    const cp = new Checkpoints(net, N, budget);
+    assert.ok(cp.positions.length < all.positions.length && cp.positions.length > 2, `a small budget keeps fewer boundaries (${cp.positions} of ${all.positions})`);
+    // Each program alone (as explore asks), in batches of 64 or 50: later calls read what the first stored.
+    for (const [i, p] of programs.entries()) {
+      const data = memoryDataset(images, own[i]!, [1, 28, 28], 10);
+      const [got] = await engine.evaluate([p], data, { batch: i % 2 ? 50 : 64, checkpoints: cp });
+      assert.equal(got!.correct, N, `program ${i}: ${N - got!.correct} samples differ`);
+      const [full] = await engine.evaluate([p], data, { batch: 64, checkpoints: all });
+      assert.equal(full!.correct, N, `program ${i}, every boundary kept`);
+    }
+    assert.ok(cp.bytes > 0 && cp.bytes <= budget, `${cp.bytes} bytes stored`);
   } finally {
     await rt.close();
   }

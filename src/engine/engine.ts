@@ -5,7 +5,7 @@
  */
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
-import { programSteps, stepModel, stepsModel, modeKey, type BlockMode, type Program, type Step } from '../surgery/split.js';
+import { intactProgram, modeKey, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
@@ -31,6 +31,82 @@ export interface EvalOptions {
   initial?: EvalResult[];
   /** Called after each finished batch (batch index, counts so far), e.g. to checkpoint. */
   onBatch?: (batchIndex: number, results: EvalResult[]) => void | Promise<void>;
+  /**
+   * Intact activations kept across calls on this data set (see Checkpoints): each program
+   * starts from the deepest stored one its intact prefix reaches, instead of the input.
+   */
+  checkpoints?: Checkpoints;
+}
+
+/**
+ * Activations of the intact network at a few step boundaries, for every sample of one data
+ * set, kept between evaluations. Explore measures one configuration per key press on the same
+ * subset: with these, deleting block i reruns only from the checkpoint at or before i.
+ * Boundaries are every s-th step, s the smallest that fits `budgetBytes`.
+ */
+export class Checkpoints {
+  readonly positions: number[];
+  private store = new Map<number, Float32Array>();
+  private filled: Uint8Array;
+
+  constructor(
+    readonly net: Network,
+    readonly size: number,
+    readonly budgetBytes = 256 * 2 ** 20,
+  ) {
+    const steps = programSteps(net.structure, intactProgram(unitCount(net.structure)));
+    const per = (pos: number) => perSample(net.shapes.get(net.structure.segments[steps[pos - 1]!.seg]!.to));
+    const last = steps.length;
+    let chosen: number[] = [last];
+    for (let stride = 1; stride <= last; stride++) {
+      const cand = [...new Set([...Array.from({ length: Math.floor(last / stride) }, (_, i) => (i + 1) * stride), last])];
+      if (cand.every((p) => per(p) > 0) && cand.reduce((a, p) => a + per(p) * size * 4, 0) <= budgetBytes) {
+        chosen = cand;
+        break;
+      }
+    }
+    this.positions = chosen.sort((a, b) => a - b);
+    this.filled = new Uint8Array(size);
+  }
+
+  has(offset: number, n: number): boolean {
+    for (let i = offset; i < offset + n; i++) if (!this.filled[i]) return false;
+    return true;
+  }
+
+  put(pos: number, offset: number, t: Tensor): void {
+    const n = t.dims[0]!;
+    const per = t.data.length / n;
+    let a = this.store.get(pos);
+    if (!a) this.store.set(pos, (a = new Float32Array(per * this.size)));
+    a.set(t.data as Float32Array, offset * per);
+  }
+
+  markFilled(offset: number, n: number): void {
+    this.filled.fill(1, offset, offset + n);
+  }
+
+  /** The deepest stored position ≤ q (0: the input itself). */
+  best(q: number): number {
+    let c = 0;
+    for (const p of this.positions) if (p <= q) c = p;
+    return c;
+  }
+
+  view(pos: number, offset: number, dims: number[]): Tensor {
+    const a = this.store.get(pos)!;
+    const per = a.length / this.size;
+    return { data: a.subarray(offset * per, (offset + dims[0]!) * per), dims };
+  }
+
+  get bytes(): number {
+    return [...this.store.values()].reduce((a, x) => a + x.byteLength, 0);
+  }
+}
+
+function perSample(shape: number[] | undefined): number {
+  if (!shape || shape.length < 1) return 0;
+  return shape.slice(1).reduce((a, b) => a * b, 1);
 }
 
 /** Thrown on interruption: the counts over the batches that finished. */
@@ -177,7 +253,8 @@ export class Engine {
       }
       const x: Tensor = { data: batch.images, dims: [batch.n, ...data.shape] };
       // A batch always finishes, so counts never mix a half-scored batch.
-      await this.walkRoot(root, x, batch, results);
+      if (opts.checkpoints) await this.fromCheckpoints(opts.checkpoints, stepLists, x, batch, done, results);
+      else await this.walkRoot(root, x, batch, results);
       done += batch.n;
       b++;
       opts.onProgress?.(done, data.size);
@@ -202,16 +279,7 @@ export class Engine {
       node = next;
     }
     if (spine.length < 2) return this.walk(root, x, batch, results);
-    const key = `spine:${spine.map((n) => this.kernelKey(n.steps[0]!)).join('>')}`;
-    let k = this.kernels.get(key);
-    if (!k) {
-      const { structure: s, graph: g, model } = this.net;
-      k = this.rt.create(stepsModel(model.proto, g, s, spine.map((n) => n.steps[0]!), 'x', 'y', 'spine', true), 'intact spine').then((session) => ({ session, input: 'x', output: 'y' }));
-      this.kernels.set(key, k);
-    }
-    const kern = (await k) as { session: Session };
-    const outs = await kern.session.run({ x });
-    const acts = spine.map((_, i) => outs[i === spine.length - 1 ? 'y' : `reslens_step_${i}`]!);
+    const acts = await this.runSpine(spine.map((n) => n.steps[0]!), x);
     let parentX = x;
     let parent = root;
     for (let i = 0; i < spine.length; i++) {
@@ -222,6 +290,43 @@ export class Engine {
       parentX = acts[i]!;
     }
     if (parent.children.size) await this.walk(parent, parentX, batch, results);
+  }
+
+  /** Full steps run as one session that outputs every step's activation. */
+  private async runSpine(steps: Step[], x: Tensor): Promise<Tensor[]> {
+    const key = `spine:${steps.map((st) => this.kernelKey(st)).join('>')}`;
+    let k = this.kernels.get(key);
+    if (!k) {
+      const { structure: s, graph: g, model } = this.net;
+      k = this.rt.create(stepsModel(model.proto, g, s, steps, 'x', 'y', 'spine', true), 'intact spine').then((session) => ({ session, input: 'x', output: 'y' }));
+      this.kernels.set(key, k);
+    }
+    const kern = (await k) as { session: Session };
+    const outs = await kern.session.run({ x });
+    return steps.map((_, i) => outs[i === steps.length - 1 ? 'y' : `reslens_step_${i}`]!);
+  }
+
+  /** One batch, each program from the deepest checkpoint its intact prefix reaches. */
+  private async fromCheckpoints(cp: Checkpoints, stepLists: Step[][], x: Tensor, batch: Batch, offset: number, results: EvalResult[]): Promise<void> {
+    if (offset + batch.n > cp.size) throw new Error('checkpoints were made for a smaller data set');
+    const intact = programSteps(this.net.structure, intactProgram(unitCount(this.net.structure)));
+    if (!cp.has(offset, batch.n)) {
+      const acts = await this.runSpine(intact, x);
+      for (const p of cp.positions) cp.put(p, offset, acts[p - 1]!);
+      cp.markFilled(offset, batch.n);
+    }
+    for (const [pi, steps] of stepLists.entries()) {
+      let q = 0;
+      while (q < steps.length && q < intact.length && steps[q]!.key === intact[q]!.key) q++;
+      const c = cp.best(q);
+      const from = c === 0 ? x : cp.view(c, offset, [batch.n, ...this.shapeAfter(intact[c - 1]!)]);
+      const y = c < steps.length ? await this.runSteps(steps.slice(c), from) : from;
+      score(y, batch, results[pi]!);
+    }
+  }
+
+  private shapeAfter(step: Step): number[] {
+    return this.net.shapes.get(this.net.structure.segments[step.seg]!.to)!.slice(1);
   }
 
   private async walkChild(child: TrieNode, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {

@@ -3,7 +3,7 @@
  * ensemble curve, path-restricted gradients, and write files. The engine-backed version runs
  * every batch through one priority gate (scheduler.ts); tests may substitute their own.
  */
-import { Engine } from '../../engine/engine.js';
+import { Checkpoints, Engine } from '../../engine/engine.js';
 import { makePlan, PathGradients, runGradients } from '../../engine/gradients.js';
 import { runLesion, unitInfo } from '../../engine/lesion.js';
 import type { Network } from '../../engine/network.js';
@@ -88,6 +88,8 @@ export class EngineBackend implements ExploreBackend {
   private engine: Engine;
   private compareEngine: Engine | null;
   private pathGradients: Promise<PathGradients> | null = null;
+  /** Intact activations of the explore data: a toggle reruns only from the deleted block on. */
+  private checkpoints: Checkpoints;
 
   constructor(private o: EngineBackendOptions) {
     if (o.net.structure.kind !== 'residual') {
@@ -96,6 +98,7 @@ export class EngineBackend implements ExploreBackend {
     this.info = exploreInfo(o.net, o.data, o.compare?.name ?? null);
     this.engine = new Engine(o.rt, o.net);
     this.compareEngine = o.compare ? new Engine(o.rt, o.compare.net) : null;
+    this.checkpoints = new Checkpoints(o.net, o.data.size);
   }
 
   private get batch(): number {
@@ -108,7 +111,7 @@ export class EngineBackend implements ExploreBackend {
     // Background sweeps in smaller steps, so the user's evaluation waits less at the gate.
     const batch = o.priority === PRIORITY.current ? this.batch : Math.min(this.batch, 64);
     const data = gatedDataset(this.o.data, this.gate, o.priority, o.signal);
-    const [r] = await this.engine.evaluate([p], data, { batch, signal: o.signal, onProgress: o.onProgress });
+    const [r] = await this.engine.evaluate([p], data, { batch, signal: o.signal, onProgress: o.onProgress, checkpoints: this.checkpoints });
     return { error: r!.error, correct: r!.correct, total: r!.total, nonFinite: r!.nonFinite };
   }
 
