@@ -59,6 +59,8 @@ export interface EngineBackendOptions {
   /** Gradient samples per path length per run. */
   gradientSamples?: number;
   gradientBatch?: number;
+  /** Keep intact activations between evaluations (default true; false for bench/explore.ts's comparison). */
+  checkpoints?: boolean;
 }
 
 export function blockRows(net: Network): BlockRow[] {
@@ -89,7 +91,7 @@ export class EngineBackend implements ExploreBackend {
   private compareEngine: Engine | null;
   private pathGradients: Promise<PathGradients> | null = null;
   /** Intact activations of the explore data: a toggle reruns only from the deleted block on. */
-  private checkpoints: Checkpoints;
+  private checkpoints: Checkpoints | undefined;
 
   constructor(private o: EngineBackendOptions) {
     if (o.net.structure.kind !== 'residual') {
@@ -98,7 +100,7 @@ export class EngineBackend implements ExploreBackend {
     this.info = exploreInfo(o.net, o.data, o.compare?.name ?? null);
     this.engine = new Engine(o.rt, o.net);
     this.compareEngine = o.compare ? new Engine(o.rt, o.compare.net) : null;
-    this.checkpoints = new Checkpoints(o.net, o.data.size);
+    this.checkpoints = o.checkpoints === false ? undefined : new Checkpoints(o.net, o.data.size);
   }
 
   private get batch(): number {
@@ -111,7 +113,7 @@ export class EngineBackend implements ExploreBackend {
     // Background sweeps in smaller steps, so the user's evaluation waits less at the gate.
     const batch = o.priority === PRIORITY.current ? this.batch : Math.min(this.batch, 64);
     const data = gatedDataset(this.o.data, this.gate, o.priority, o.signal);
-    const [r] = await this.engine.evaluate([p], data, { batch, signal: o.signal, onProgress: o.onProgress, checkpoints: this.checkpoints });
+    const [r] = await this.engine.evaluate([p], data, { batch, signal: o.signal, onProgress: o.onProgress, ...(this.checkpoints ? { checkpoints: this.checkpoints } : {}) });
     return { error: r!.error, correct: r!.correct, total: r!.total, nonFinite: r!.nonFinite };
   }
 
