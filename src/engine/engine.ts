@@ -5,7 +5,7 @@
  */
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
-import { intactProgram, modeKey, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
+import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
@@ -22,6 +22,12 @@ export interface EvalOptions {
   batch?: number;
   /** Share prefixes across programs (default true); false runs each program from the start. */
   cache?: boolean;
+  /**
+   * Run all programs as one onnxruntime session (programsModel) when their trie has at most
+   * this many distinct steps (default 2000); larger sets walk the trie step by step, so that
+   * building the session stays cheap. 0: always walk.
+   */
+  fuseUpTo?: number;
   /** Called after each batch with the number of samples done. */
   onProgress?: (samplesDone: number, total: number) => void;
   /** Checked between batches; on abort, evaluate throws PartialResults with what is finished. */
@@ -239,6 +245,8 @@ export class Engine {
       });
     });
     compress(root);
+    const fuse = cache && !opts.checkpoints && programs.length > 1 && distinctSteps(stepLists) <= (opts.fuseUpTo ?? 2000);
+    const fused = fuse ? await this.fusedKernel(stepLists) : null;
     const bs = opts.batch ?? 128;
     const start = opts.startBatch ?? 0;
     let done = Math.min(data.size, start * bs);
@@ -254,7 +262,10 @@ export class Engine {
       const x: Tensor = { data: batch.images, dims: [batch.n, ...data.shape] };
       // A batch always finishes, so counts never mix a half-scored batch.
       if (opts.checkpoints) await this.fromCheckpoints(opts.checkpoints, stepLists, x, batch, done, results);
-      else await this.walkRoot(root, x, batch, results);
+      else if (fused) {
+        const outs = await fused.run({ x });
+        results.forEach((r, pi) => score(outs[`reslens_out_${pi}`]!, batch, r));
+      } else await this.walkRoot(root, x, batch, results);
       done += batch.n;
       b++;
       opts.onProgress?.(done, data.size);
@@ -290,6 +301,18 @@ export class Engine {
       parentX = acts[i]!;
     }
     if (parent.children.size) await this.walk(parent, parentX, batch, results);
+  }
+
+  /** All programs as one session (cached by their steps). */
+  private async fusedKernel(stepLists: Step[][]): Promise<Session> {
+    const key = `programs:${stepLists.map((steps) => steps.map((st) => this.kernelKey(st)).join('>')).join('|')}`;
+    let k = this.kernels.get(key);
+    if (!k) {
+      const { structure: s, graph: g, model } = this.net;
+      k = this.rt.create(programsModel(model.proto, g, s, stepLists), `${stepLists.length} programs`, { arena: true }).then((session) => ({ session, input: 'x', output: '' }));
+      this.kernels.set(key, k);
+    }
+    return ((await k) as { session: Session }).session;
   }
 
   /** Full steps run as one session that outputs every step's activation. */

@@ -170,7 +170,7 @@ export function stepModel(model: ModelProto, g: GraphIndex, s: ResidualStructure
   return assemble(model, g, [piece], 'x', 'y', `${seg.kind}_${step.unit ?? step.seg}_${modeKey(step.mode)}`);
 }
 
-function assemble(model: ModelProto, g: GraphIndex, pieces: Piece[], input: string, output: string, name: string): ModelProto {
+function assemble(model: ModelProto, g: GraphIndex, pieces: Piece[], input: string, output: string | string[], name: string): ModelProto {
   let nodes = pieces.flatMap((p) => p.nodes);
   const extra = pieces.flatMap((p) => p.initializers);
   // Constants computed by nodes (Constant, shape arithmetic) come along once, unrenamed.
@@ -188,7 +188,7 @@ function assemble(model: ModelProto, g: GraphIndex, pieces: Piece[], input: stri
     irVersion: model.irVersion,
     opsetImport: model.opsetImport,
     producerName: 'reslens',
-    graph: { name, node: nodes, initializer, input: [io(input)], output: [io(output)] },
+    graph: { name, node: nodes, initializer, input: [io(input)], output: (Array.isArray(output) ? output : [output]).map(io) },
   };
 }
 
@@ -209,6 +209,39 @@ export function stepsModel(model: ModelProto, g: GraphIndex, s: ResidualStructur
   // Optionally every step's output too (reslens_step_0, ...), for the engine's intact spine.
   if (everyStep) m.graph!.output = steps.map((_, i) => ({ name: i === steps.length - 1 ? output : `reslens_step_${i}`, type: { tensorType: { elemType: 1 } } }));
   return m;
+}
+
+/**
+ * Many programs as one model: a step that programs share (same key: same computation from
+ * the input on) appears once, so the graph is the programs' prefix trie. Output i,
+ * `reslens_out_i`, is program i's result. Activations then stay inside onnxruntime (in its
+ * blocked layout, buffers reused) instead of crossing into JavaScript at every branch point.
+ */
+export function programsModel(model: ModelProto, g: GraphIndex, s: ResidualStructure, stepLists: Step[][], input = 'x'): ModelProto {
+  const pieces: Piece[] = [];
+  const made = new Map<string, string>();
+  const outputs: string[] = [];
+  stepLists.forEach((steps, pi) => {
+    let cur = input;
+    for (const st of steps) {
+      let out = made.get(st.key);
+      if (!out) {
+        out = `reslens_t${made.size}`;
+        pieces.push(segmentPiece(g, s, s.segments[st.seg]!, st.unit, st.mode, cur, out, `__q${made.size}`));
+        made.set(st.key, out);
+      }
+      cur = out;
+    }
+    const o = `reslens_out_${pi}`;
+    pieces.push({ nodes: [makeNode('Identity', [cur], [o], {}, `program_${pi}_out`)], initializers: [] });
+    outputs.push(o);
+  });
+  return assemble(model, g, pieces, input, outputs, 'programs');
+}
+
+/** The number of distinct steps in programsModel's graph (its size, in blocks and layers). */
+export function distinctSteps(stepLists: Step[][]): number {
+  return new Set(stepLists.flatMap((steps) => steps.map((st) => st.key))).size;
 }
 
 export function exportProgram(model: ModelProto, g: GraphIndex, s: ResidualStructure, p: Program): ModelProto {
