@@ -131,10 +131,10 @@ function parse(): Args {
 class CountingRuntime extends Runtime {
   count = 0;
   seconds = 0;
-  override async create(model: ModelProto | Uint8Array, label: string): Promise<Session> {
+  override async create(model: ModelProto | Uint8Array, label: string, o?: { arena?: boolean }): Promise<Session> {
     const t = performance.now();
     try {
-      return await super.create(model, label);
+      return await super.create(model, label, o);
     } finally {
       this.count++;
       this.seconds += (performance.now() - t) / 1000;

@@ -86,6 +86,9 @@ export class Runtime {
       interOpNumThreads: 1,
       // Many small sessions live at once; per-session arenas would each keep their peak.
       enableCpuMemArena: o.arena ?? false,
+      // A planned block per input shape grew the arena to 3 GB over a 10k-image sweep; freed
+      // buffers reused from the arena hold it near the live set.
+      ...(o.arena ? { enableMemPattern: false } : {}),
       // The engine alternates between many sessions: a pool that spins after its run steals the
       // cores the next session needs (measured: 2x slower on 2 cores with spinning on).
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
