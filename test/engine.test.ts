@@ -111,19 +111,24 @@ test('prefix cache on and off give identical results', async () => {
   }
 });
 
+/** resnet20 (a trained fixture: its predictions vary between images) on 200 shipped images. */
+async function resnet20On200(rt: Runtime) {
+  const net = await openNetwork(rt, 'fixtures/models/resnet20.onnx');
+  const n = net.structure.blocks.length;
+  const pre = net.preprocessing;
+  const data = await openDataset('fixtures/data/t10k-images-idx3-ubyte', { preprocess: { mean: pre.mean, std: pre.std, size: [28, 28], channels: 1 }, limit: 200 });
+  const del = (...ds: number[]): Program => ({ ...intactProgram(n), modes: intactProgram(n).modes.map((m, j) => (ds.includes(j) ? DELETE : m)) });
+  return { net, n, engine: new Engine(rt, net), data, del };
+}
+
 test('checkpoints: programs started from stored intact activations score as from the input (resnet20, 200 images)', async () => {
   const rt = new Runtime({ threads: 2 });
   try {
-    const net = await openNetwork(rt, 'fixtures/models/resnet20.onnx');
-    const n = net.structure.blocks.length;
-    const engine = new Engine(rt, net);
-    const pre = net.preprocessing;
-    const source = await openDataset('fixtures/data/t10k-images-idx3-ubyte', { preprocess: { mean: pre.mean, std: pre.std, size: [28, 28], channels: 1 }, limit: 200 });
+    const { net, n, engine, data: source, del } = await resnet20On200(rt);
     const N = source.size;
     const { images } = await source.batch([...Array(N).keys()]);
     await source.close();
     const x: Tensor = { data: images, dims: [N, 1, 28, 28] };
-    const del = (...ds: number[]): Program => ({ ...intactProgram(n), modes: intactProgram(n).modes.map((m, j) => (ds.includes(j) ? DELETE : m)) });
     const swapped = intactProgram(n);
     swapped.order = [0, 1, 2, 3, 5, 4, 6, 7, 8];
     const programs: Program[] = [intactProgram(n), ...[...Array(n).keys()].map((i) => del(i)), del(2, 7), { ...intactProgram(n), modes: intactProgram(n).modes.map((m, j): BlockMode => (j === 5 ? { kind: 'scale', alpha: 0.3 } : m)) }, swapped];
@@ -156,13 +161,8 @@ test('checkpoints: programs started from stored intact activations score as from
 test('all programs fused into one session score exactly as the trie walked step by step (resnet20, 200 images)', async () => {
   const rt = new Runtime({ threads: 2 });
   try {
-    const net = await openNetwork(rt, 'fixtures/models/resnet20.onnx');
-    const n = net.structure.blocks.length;
-    const engine = new Engine(rt, net);
-    const pre = net.preprocessing;
-    const data = await openDataset('fixtures/data/t10k-images-idx3-ubyte', { preprocess: { mean: pre.mean, std: pre.std, size: [28, 28], channels: 1 }, limit: 200 });
+    const { n, engine, data, del } = await resnet20On200(rt);
     const means = await engine.branchMeans(data, 100, [1, 6]);
-    const del = (...ds: number[]): Program => ({ ...intactProgram(n), modes: intactProgram(n).modes.map((m, j) => (ds.includes(j) ? DELETE : m)) });
     const programs: Program[] = [
       intactProgram(n), ...[...Array(n).keys()].map((i) => del(i)), del(2, 7), del(1, 4, 5, 8),
       { ...intactProgram(n), modes: intactProgram(n).modes.map((m, j): BlockMode => (j === 5 ? { kind: 'scale', alpha: 0.3 } : j === 6 ? means.get(6)! : m)) },
