@@ -1,7 +1,9 @@
 /**
- * The block-wise engine: a network run as a chain of sub-model sessions, many changed
- * programs evaluated per batch with their shared prefixes computed once (a trie walked
- * depth first, holding only the activations on the current path).
+ * The block-wise engine: many changed programs evaluated per batch with their shared
+ * prefixes computed once. The programs' prefix trie runs as one fused onnxruntime session,
+ * or, for very large studies, is walked depth first through sub-model sessions holding only
+ * the activations on the current path. Single programs on a fixed data set (explore) can
+ * start from checkpointed intact activations.
  */
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
