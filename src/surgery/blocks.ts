@@ -305,10 +305,19 @@ function nonResidual(g: GraphIndex, input: string, output: string, notes: string
     const fresh = new Set<string>();
     for (const n of g.nodes) {
       if (n.opType !== 'Concat') continue;
-      for (const t of n.input ?? []) {
+      const ins = (n.input ?? []).filter((t) => g.computed.has(t));
+      for (const t of ins) {
         const p = g.producer.get(t);
-        // Stem and transition outputs end in a pool; a dense layer's new maps come from a conv.
-        if (p !== undefined && g.computed.has(t) && WEIGHTED.has(g.nodes[p]!.opType!)) fresh.add(t);
+        if (p === undefined || !WEIGHTED.has(g.nodes[p]!.opType!)) continue;
+        // New maps come from a conv over what they are concatenated with. The stem's or a
+        // transition's output is concatenated too, but is not computed from its partners
+        // (a CIFAR-style stem is a bare conv, so its op alone does not tell).
+        const anc = ancestors(g, [t]);
+        const reads = (u: string) => {
+          const pu = g.producer.get(u);
+          return pu !== undefined ? anc.has(pu) : [...anc].some((i) => (g.nodes[i]!.input ?? []).includes(u));
+        };
+        if (ins.some((u) => u !== t && reads(u))) fresh.add(t);
       }
     }
     for (const t of fresh) {
