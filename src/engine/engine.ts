@@ -8,6 +8,7 @@
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
 import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
+import type { ModelProto } from '../loader/proto.js';
 import type { Network } from './network.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
@@ -165,6 +166,8 @@ function relu(x: Tensor): Tensor {
 
 export class Engine {
   private kernels = new Map<string, Promise<Kernel>>();
+  /** Sessions over several steps (merged chains, the spine, fused programs), built once each. */
+  private sessions = new Map<string, Promise<Session>>();
 
   constructor(
     readonly rt: Runtime,
@@ -212,15 +215,19 @@ export class Engine {
   async runSteps(steps: Step[], x: Tensor): Promise<Tensor> {
     if (steps.length === 1) return this.runStep(steps[0]!, x);
     const key = steps.map((st) => this.kernelKey(st)).join('>');
-    let k = this.kernels.get(key);
-    if (!k) {
-      const { structure: s, graph: g, model } = this.net;
-      k = this.rt.create(stepsModel(model.proto, g, s, steps), `steps ${key}`).then((session) => ({ session, input: 'x', output: 'y' }));
-      this.kernels.set(key, k);
+    const { structure: s, graph: g, model } = this.net;
+    const session = await this.session(key, `steps ${key}`, () => stepsModel(model.proto, g, s, steps));
+    return (await session.run({ x }))['y']!;
+  }
+
+  /** The session cached under `key`, built by `build` the first time. */
+  private session(key: string, label: string, build: () => ModelProto, o?: { arena?: boolean }): Promise<Session> {
+    let p = this.sessions.get(key);
+    if (!p) {
+      p = this.rt.create(build(), label, o);
+      this.sessions.set(key, p);
     }
-    const kern = await k;
-    if ('js' in kern) return kern.js(x);
-    return (await kern.session.run({ [kern.input]: x }))[kern.output]!;
+    return p;
   }
 
   /** Evaluates every program on the data set; results in the programs' order. */
@@ -248,7 +255,7 @@ export class Engine {
     });
     compress(root);
     const fuse = cache && !opts.checkpoints && programs.length > 1 && distinctSteps(stepLists) <= (opts.fuseUpTo ?? 2000);
-    const fused = fuse ? await this.fusedKernel(stepLists) : null;
+    const fused = fuse ? await this.fusedSession(stepLists) : null;
     const bs = opts.batch ?? 128;
     const start = opts.startBatch ?? 0;
     let done = Math.min(data.size, start * bs);
@@ -306,28 +313,18 @@ export class Engine {
   }
 
   /** All programs as one session (cached by their steps). */
-  private async fusedKernel(stepLists: Step[][]): Promise<Session> {
+  private fusedSession(stepLists: Step[][]): Promise<Session> {
     const key = `programs:${stepLists.map((steps) => steps.map((st) => this.kernelKey(st)).join('>')).join('|')}`;
-    let k = this.kernels.get(key);
-    if (!k) {
-      const { structure: s, graph: g, model } = this.net;
-      k = this.rt.create(programsModel(model.proto, g, s, stepLists), `${stepLists.length} programs`, { arena: true }).then((session) => ({ session, input: 'x', output: '' }));
-      this.kernels.set(key, k);
-    }
-    return ((await k) as { session: Session }).session;
+    const { structure: s, graph: g, model } = this.net;
+    return this.session(key, `${stepLists.length} programs`, () => programsModel(model.proto, g, s, stepLists), { arena: true });
   }
 
   /** Full steps run as one session that outputs every step's activation. */
   private async runSpine(steps: Step[], x: Tensor): Promise<Tensor[]> {
     const key = `spine:${steps.map((st) => this.kernelKey(st)).join('>')}`;
-    let k = this.kernels.get(key);
-    if (!k) {
-      const { structure: s, graph: g, model } = this.net;
-      k = this.rt.create(stepsModel(model.proto, g, s, steps, 'x', 'y', 'spine', true), 'intact spine').then((session) => ({ session, input: 'x', output: 'y' }));
-      this.kernels.set(key, k);
-    }
-    const kern = (await k) as { session: Session };
-    const outs = await kern.session.run({ x });
+    const { structure: s, graph: g, model } = this.net;
+    const session = await this.session(key, 'intact spine', () => stepsModel(model.proto, g, s, steps, 'x', 'y', 'spine', true));
+    const outs = await session.run({ x });
     return steps.map((_, i) => outs[i === steps.length - 1 ? 'y' : `reslens_step_${i}`]!);
   }
 
