@@ -54,6 +54,8 @@ export interface EvalOptions {
  * Boundaries are every s-th step, s the smallest that fits `budgetBytes`.
  */
 export class Checkpoints {
+  /** The intact network's steps; position p is the input of step p (0: the network's input). */
+  readonly intact: Step[];
   readonly positions: number[];
   private store = new Map<number, Float32Array>();
   private filled: Uint8Array;
@@ -63,8 +65,8 @@ export class Checkpoints {
     readonly size: number,
     readonly budgetBytes = 256 * 2 ** 20,
   ) {
-    const steps = programSteps(net.structure, intactProgram(unitCount(net.structure)));
-    const per = (pos: number) => perSample(net.shapes.get(net.structure.segments[steps[pos - 1]!.seg]!.to));
+    const steps = (this.intact = programSteps(net.structure, intactProgram(unitCount(net.structure))));
+    const per = (pos: number) => this.sampleDims(pos).reduce((a, b) => a * b, 1);
     const last = steps.length;
     let chosen: number[] = [last];
     for (let stride = 1; stride <= last; stride++) {
@@ -102,20 +104,22 @@ export class Checkpoints {
     return c;
   }
 
-  view(pos: number, offset: number, dims: number[]): Tensor {
+  /** The stored activations at `pos` of samples offset..offset+n-1. */
+  view(pos: number, offset: number, n: number): Tensor {
     const a = this.store.get(pos)!;
     const per = a.length / this.size;
-    return { data: a.subarray(offset * per, (offset + dims[0]!) * per), dims };
+    return { data: a.subarray(offset * per, (offset + n) * per), dims: [n, ...this.sampleDims(pos)] };
+  }
+
+  /** One sample's activation shape at `pos` ([0] when unknown: such a boundary is not kept). */
+  private sampleDims(pos: number): number[] {
+    const shape = this.net.shapes.get(this.net.structure.segments[this.intact[pos - 1]!.seg]!.to);
+    return shape && shape.length ? shape.slice(1) : [0];
   }
 
   get bytes(): number {
     return [...this.store.values()].reduce((a, x) => a + x.byteLength, 0);
   }
-}
-
-function perSample(shape: number[] | undefined): number {
-  if (!shape || shape.length < 1) return 0;
-  return shape.slice(1).reduce((a, b) => a * b, 1);
 }
 
 /** Thrown on interruption: the counts over the batches that finished. */
@@ -155,6 +159,23 @@ function compress(node: TrieNode): void {
     node.children.set(key, merged);
     compress(merged);
   }
+}
+
+/** The programs' steps as a prefix trie (each program its own path without `cache`), compressed. */
+function trieOf(stepLists: Step[][], cache: boolean): TrieNode {
+  const root: TrieNode = { steps: [], children: new Map(), programs: [] };
+  stepLists.forEach((steps, pi) => {
+    let node = root;
+    steps.forEach((st, i) => {
+      const key = cache ? st.key : `${pi}#${st.key}`;
+      let child = node.children.get(key);
+      if (!child) node.children.set(key, (child = { steps: [st], children: new Map(), programs: [] }));
+      node = child;
+      if (i === steps.length - 1) node.programs.push(pi);
+    });
+  });
+  compress(root);
+  return root;
 }
 
 function relu(x: Tensor): Tensor {
@@ -241,21 +262,9 @@ export class Engine {
         }));
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
-    const root: TrieNode = { steps: [], children: new Map(), programs: [] };
-    stepLists.forEach((steps, pi) => {
-      let node = root;
-      steps.forEach((st, i) => {
-        // Without the cache every program gets its own path through the trie.
-        const key = cache ? st.key : `${pi}#${st.key}`;
-        let child = node.children.get(key);
-        if (!child) node.children.set(key, (child = { steps: [st], children: new Map(), programs: [] }));
-        node = child;
-        if (i === steps.length - 1) node.programs.push(pi);
-      });
-    });
-    compress(root);
     const fuse = cache && !opts.checkpoints && programs.length > 1 && distinctSteps(stepLists) <= (opts.fuseUpTo ?? 2000);
     const fused = fuse ? await this.fusedSession(stepLists) : null;
+    const root = fused || opts.checkpoints ? null : trieOf(stepLists, cache);
     const bs = opts.batch ?? 128;
     const start = opts.startBatch ?? 0;
     let done = Math.min(data.size, start * bs);
@@ -274,7 +283,7 @@ export class Engine {
       else if (fused) {
         const outs = await fused.run({ x });
         results.forEach((r, pi) => score(outs[`reslens_out_${pi}`]!, batch, r));
-      } else await this.walkRoot(root, x, batch, results);
+      } else await this.walkRoot(root!, x, batch, results);
       done += batch.n;
       b++;
       opts.onProgress?.(done, data.size);
@@ -331,7 +340,7 @@ export class Engine {
   /** One batch, each program from the deepest checkpoint its intact prefix reaches. */
   private async fromCheckpoints(cp: Checkpoints, stepLists: Step[][], x: Tensor, batch: Batch, offset: number, results: EvalResult[]): Promise<void> {
     if (offset + batch.n > cp.size) throw new Error('checkpoints were made for a smaller data set');
-    const intact = programSteps(this.net.structure, intactProgram(unitCount(this.net.structure)));
+    const intact = cp.intact;
     if (!cp.has(offset, batch.n)) {
       const acts = await this.runSpine(intact, x);
       for (const p of cp.positions) cp.put(p, offset, acts[p - 1]!);
@@ -341,14 +350,10 @@ export class Engine {
       let q = 0;
       while (q < steps.length && q < intact.length && steps[q]!.key === intact[q]!.key) q++;
       const c = cp.best(q);
-      const from = c === 0 ? x : cp.view(c, offset, [batch.n, ...this.shapeAfter(intact[c - 1]!)]);
+      const from = c === 0 ? x : cp.view(c, offset, batch.n);
       const y = c < steps.length ? await this.runSteps(steps.slice(c), from) : from;
       score(y, batch, results[pi]!);
     }
-  }
-
-  private shapeAfter(step: Step): number[] {
-    return this.net.shapes.get(this.net.structure.segments[step.seg]!.to)!.slice(1);
   }
 
   private async walkChild(child: TrieNode, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {
