@@ -2,8 +2,8 @@
 import { openNetwork } from '../src/engine/network.js';
 import { Runtime } from '../src/engine/session.js';
 import { buildVjp } from '../src/surgery/vjp.js';
-import { probeShapes, withOutputs } from '../src/engine/probe.js';
-import { extractSubmodel } from '../src/surgery/graph.js';
+import { probeShapes } from '../src/engine/probe.js';
+import { extractSubmodel, withOutputs } from '../src/surgery/graph.js';
 
 const file = process.argv[2] ?? 'fixtures/models/resnet20.onnx';
 const B = 32;

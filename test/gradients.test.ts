@@ -48,7 +48,7 @@ for (const [name, blocks] of [
       const shapes = await probeShapes(rt, model.proto, 'input', [1, 1, SIZE, SIZE], g.nodes.flatMap((nd) => nd.output ?? []).filter((t) => g.computed.has(t)), 'p', B);
       shapes.set('input', [B, 1, SIZE, SIZE]);
       const v = buildVjp(model.proto, g, { from: x0, to: 'logits', shapes });
-      const { withOutputs } = await import('../src/engine/probe.js');
+      const { withOutputs } = await import('../src/surgery/graph.js');
       const fwd = await (await rt.create(withOutputs(model.proto, v.saved.filter((t) => t !== 'input')), 'fwd')).run({ input: { data: images, dims: [B, 1, SIZE, SIZE] } });
       const lg = await (await rt.create(buildSoftmaxCrossEntropyGrad(5), 'ce')).run({ logits: fwd.logits!, labels: { data: BigInt64Array.from(labels, BigInt), dims: [B] } });
       const feeds: Record<string, { data: Float32Array; dims: number[] }> = { grad_out: lg.grad_logits as never };

@@ -7,8 +7,9 @@
  */
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
-import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { ModelProto } from '../loader/proto.js';
+import { withOutputs } from '../surgery/graph.js';
+import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
@@ -385,7 +386,6 @@ export class Engine {
     const { structure: s, model } = this.net;
     const want = blocks ?? s.blocks.map((b) => b.index);
     const outs = want.map((i) => s.blocks[i]!.residualOutput);
-    const { withOutputs } = await import('./probe.js');
     const session = await this.rt.create(withOutputs(model.proto, outs), 'branch means');
     const sums = new Map<number, Float64Array>();
     let n = 0;

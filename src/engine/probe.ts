@@ -1,14 +1,8 @@
 /** Static shapes of chosen tensors, read off one forward pass of a tiny batch. */
 import { UserError } from '../errors.js';
-import { DataType, type ModelProto } from '../loader/proto.js';
+import type { ModelProto } from '../loader/proto.js';
+import { withOutputs } from '../surgery/graph.js';
 import type { Runtime } from './session.js';
-
-export function withOutputs(model: ModelProto, tensors: string[]): ModelProto {
-  const g = model.graph!;
-  const have = new Set((g.output ?? []).map((o) => o.name));
-  const extra = tensors.filter((t) => !have.has(t)).map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } }));
-  return { ...model, graph: { ...g, output: [...(g.output ?? []), ...extra] } };
-}
 
 /** Runs the model on a zero batch of `batch` and returns the shape of each tensor asked for. */
 export async function probeShapes(

@@ -197,3 +197,11 @@ export function extractSubmodel(
 export function opsOf(g: GraphIndex, set: Iterable<number>): string[] {
   return [...set].sort((a, b) => a - b).map((i) => g.nodes[i]!.opType!);
 }
+
+/** The model with `tensors` added to its outputs (float; those already outputs are skipped). */
+export function withOutputs(model: ModelProto, tensors: string[]): ModelProto {
+  const g = model.graph!;
+  const have = new Set((g.output ?? []).map((o) => o.name));
+  const extra = tensors.filter((t) => !have.has(t)).map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } }));
+  return { ...model, graph: { ...g, output: [...(g.output ?? []), ...extra] } };
+}

@@ -7,7 +7,7 @@
  */
 import { UserError } from '../errors.js';
 import { DataType, floatTensor, makeModel, makeNode, type ModelProto, type ValueInfoProto } from '../loader/proto.js';
-import { ancestors, descendants, type GraphIndex } from './graph.js';
+import { ancestors, descendants, withOutputs, type GraphIndex } from './graph.js';
 import { Builder, ruleFor } from './vjp-rules.js';
 
 export { reluMaskName, SUPPORTED_OPS } from './vjp-rules.js';
@@ -155,9 +155,8 @@ export function withSavedOutputs(model: ModelProto, saved: string[], masks: Map<
     nodes.push(makeNode('Greater', [y, zero], [gt], {}, `__reslens_mask${i}_gt`));
     nodes.push(makeNode('Cast', [gt], [name], { to: DataType.FLOAT }, `__reslens_mask${i++}_cast`));
   }
-  const have = new Set([...(g.output ?? []), ...(g.input ?? [])].map((o) => o.name));
-  const outs = saved.filter((t) => !have.has(t)).map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } }));
-  return { ...model, graph: { ...g, node: nodes, initializer, output: [...(g.output ?? []), ...outs] } };
+  const inputs = new Set((g.input ?? []).map((v) => v.name));
+  return withOutputs({ ...model, graph: { ...g, node: nodes, initializer } }, saved.filter((t) => !inputs.has(t)));
 }
 
 /**
