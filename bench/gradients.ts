@@ -3,8 +3,10 @@
  * the SAME sampling plan, each in its own child process:
  *
  *   reslens  PathGradients.runBatch via runGradients: per batch one forward, then one
- *            restricted backward per sample built from per-block VJP sessions; samples that
- *            make the same choices for the last blocks share that part of the backward
+ *            restricted backward per sample, one onnxruntime call per group of DEFAULT_GROUP
+ *            blocks (a session per group and routing); samples that make the same choices
+ *            for the last blocks share that part of the backward
+ *   per block  the same with one call per block (group 1), the way before groups
  *   torch    PyTorch eager autograd (bench/torch_gradients.py): per batch one forward that
  *            keeps its graph, per sample torch.autograd.grad(loss, x0, retain_graph=True)
  *            with the routing switched per sample by gate Functions
@@ -32,7 +34,7 @@ import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import { parseBlockList } from '../src/blocklist.js';
 import { openDataFor } from '../src/commands/common.js';
-import { makePlan, PathGradients, runGradients, type GradientPlan } from '../src/engine/gradients.js';
+import { DEFAULT_GROUP, makePlan, PathGradients, runGradients, type GradientPlan } from '../src/engine/gradients.js';
 import { openNetwork } from '../src/engine/network.js';
 import { Runtime, onnxruntimeVersion } from '../src/engine/session.js';
 
@@ -57,11 +59,13 @@ interface Args {
   python: string;
   torch: boolean;
   json?: string;
+  /** Child only: blocks per backward call. */
+  group: number;
 }
 
 /** What a child reports (one JSON line on stdout). */
 interface MethodResult {
-  method: 'reslens' | 'torch';
+  method: 'reslens' | 'reslens-block' | 'torch';
   seconds: number;
   setupSeconds: number;
   norms: number[];
@@ -90,6 +94,7 @@ function parse(): Args {
       python: { type: 'string', default: PYTHON },
       'no-torch': { type: 'boolean', default: false },
       json: { type: 'string' },
+      group: { type: 'string', default: String(DEFAULT_GROUP) },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -120,6 +125,7 @@ function parse(): Args {
     python: values.python!,
     torch: !values['no-torch'],
     json: values.json,
+    group: int('group', values.group!),
   };
 }
 
@@ -143,7 +149,7 @@ async function child(a: Args): Promise<MethodResult> {
     const data = await openDataFor(net, { data: a.data });
     try {
       const classes = net.preprocessing.classNames?.length ?? data.classes ?? 0;
-      const pg = await PathGradients.create(rt, net, plan.batchSize, classes);
+      const pg = await PathGradients.create(rt, net, plan.batchSize, classes, { group: a.group });
       const setupSeconds = (performance.now() - t0) / 1000;
       const losses: number[] = [];
       // runGradients reports only the mean loss; the per-batch losses come from its runBatch calls.
@@ -160,7 +166,7 @@ async function child(a: Args): Promise<MethodResult> {
       const seconds = (performance.now() - t1) / 1000;
       if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
       return {
-        method: 'reslens',
+        method: a.group === 1 ? 'reslens-block' : 'reslens',
         seconds,
         setupSeconds,
         norms: res.samples.map((s) => s.norm),
@@ -211,16 +217,19 @@ interface TorchJson {
   torch: string;
 }
 
-/** Block backward steps reslens runs: per batch, one per distinct suffix of the choices (its trie's edges). */
-function blockBackwards(plan: GradientPlan, n: number): number {
-  let steps = 0;
+/**
+ * Backward calls reslens makes with `group` blocks per call: per batch, one per distinct suffix
+ * of the choices that ends at a group boundary (the edges of its trie). Group 1 counts block steps.
+ */
+function backwardCalls(plan: GradientPlan, n: number, group: number): number {
+  let calls = 0;
   plan.batches.forEach((_, b) => {
     const sets = plan.samples.filter((s) => s.batch === b).map((s) => new Set(s.blocks));
-    for (let j = n - 1; j >= 0; j--) {
-      steps += new Set(sets.map((set) => Array.from({ length: n - j }, (_, i) => (set.has(n - 1 - i) ? 'f' : 's')).join(''))).size;
+    for (let first = Math.floor((n - 1) / group) * group; first >= 0; first -= group) {
+      calls += new Set(sets.map((set) => Array.from({ length: n - first }, (_, i) => (set.has(n - 1 - i) ? 'f' : 's')).join(''))).size;
     }
   });
-  return steps;
+  return calls;
 }
 
 async function parent(a: Args): Promise<number> {
@@ -257,6 +266,8 @@ async function parent(a: Args): Promise<number> {
     process.stderr.write(`reslens: ${plan.samples.length} samples on ${plan.batches.length} batches…\n`);
     const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--plan', planFile, '--model', a.model, '--data', a.data, '--threads', String(a.threads)];
     results.push((await runJson(process.execPath, argv)) as unknown as MethodResult);
+    process.stderr.write('reslens, one backward call per block…\n');
+    results.push((await runJson(process.execPath, [...argv, '--group', '1'])) as unknown as MethodResult);
 
     const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${arch}.pt`);
     if (!a.torch) torchSkipped = '--no-torch';
@@ -294,20 +305,24 @@ async function parent(a: Args): Promise<number> {
     });
     ref.losses.forEach((l, i) => (maxLoss = Math.max(maxLoss, Math.abs(l - torch.losses[i]!))));
   }
-  const ok = !torch || maxRel <= TOLERANCE;
+  // Grouping only changes which onnxruntime calls run; the two reslens runs must agree to rounding.
+  const block = results.find((r) => r.method === 'reslens-block')!;
+  const groupRel = Math.max(...ref.norms.map((v, i) => Math.abs(v - block.norms[i]!) / Math.max(Math.abs(block.norms[i]!), Number.MIN_VALUE)));
+  const ok = (!torch || maxRel <= TOLERANCE) && groupRel <= 1e-4;
   const beyond = [...relByK.entries()].filter(([, r]) => r > TOLERANCE).map(([k, r]) => `k=${k}: ${r.toExponential(1)}`);
 
   const samples = plan.samples.length;
   const ks = [...new Set(plan.samples.map((s) => s.k))];
-  const shared = blockBackwards(plan, n);
+  const shared = backwardCalls(plan, n, 1);
+  const grouped = backwardCalls(plan, n, DEFAULT_GROUP);
   const lines = [
     `model        ${path.relative(process.cwd(), a.model)} (${n} blocks)`,
     `data         ${dataDescription}`,
     `plan         ${plan.batches.length} batches of ${plan.batchSize}, ${ks.length === n + 1 ? `k = 0..${n}` : `k = ${ks.join(',')}`} on each: ${samples} samples (seed ${a.seed})`,
-    `backwards    ${shared} block backward steps in reslens (samples of a batch share the steps of equal suffixes), ${n * samples} in PyTorch (${n} per sample)`,
+    `backwards    ${shared} block backward steps in reslens (samples of a batch share the steps of equal suffixes) in ${grouped} calls of up to ${DEFAULT_GROUP} blocks, ${n * samples} in PyTorch (${n} per sample)`,
     `threads      ${a.threads} (ORT intra-op${torch ? ' = torch.set_num_threads' : ''}; inter-op 1)`,
     `machine      ${machine}; load average ${load} at start`,
-    `versions     ${results.map((r) => r.version).join('; ')}; node ${process.version}`,
+    `versions     ${[...new Set(results.map((r) => r.version))].join("; ")}; node ${process.version}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   const t = new Table({
@@ -315,11 +330,16 @@ async function parent(a: Args): Promise<number> {
     colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
     style: process.stdout.isTTY ? {} : { head: [], border: [] },
   });
-  const label = { reslens: 'reslens (PathGradients, shared suffixes)', torch: 'PyTorch eager autograd (1 backward per sample)' };
+  const label = {
+    reslens: `reslens (${DEFAULT_GROUP} blocks per call, shared suffixes)`,
+    'reslens-block': 'reslens, one call per block (shared suffixes)',
+    torch: 'PyTorch eager autograd (1 backward per sample)',
+  };
   for (const r of results) {
     t.push([label[r.method], samples, r.seconds.toFixed(2), (samples / r.seconds).toFixed(1), `${(r.seconds / ref.seconds).toFixed(2)}×`, r.setupSeconds.toFixed(2), r.peakRssMb.toFixed(0)]);
   }
   process.stdout.write(t.toString() + '\n');
+  process.stdout.write(`norms, ${DEFAULT_GROUP} blocks per call vs one: max relative difference ${groupRel.toExponential(2)}\n`);
   if (torch) {
     const s = worst >= 0 ? plan.samples[worst]! : undefined;
     process.stdout.write(

@@ -80,3 +80,33 @@ test('a plan is reproduced by its seed and covers every k on its own batch', () 
   assert.ok(a.batches.every((bt) => bt.length === 32 && new Set(bt).size === 32));
   assert.notDeepEqual(a, makePlan(27, 1000, { ks: [0, 5, 27], samples: 4, batchSize: 32, seed: 10 }));
 });
+
+test('grouping blocks into one backward call changes no path gradient (glue inside and between groups)', async () => {
+  // Post-activation net with glue after block 3: group 2 and 4 put the glue between groups, 3 inside one.
+  const blocks = [{ cout: 3 }, { cout: 3 }, { cout: 4, stride: 2 }, { cout: 4, glueAfter: true }, { cout: 4 }, { cout: 4, scale: 0.6 }];
+  const model = net(blocks as never);
+  const rt = new Runtime({ threads: 1 });
+  try {
+    const network = await analyseModel(rt, model);
+    const B = 3;
+    const images = randomInput(B, 1, SIZE, 5);
+    const labels = Int32Array.from([1, 2, 4]);
+    const all = subsets(blocks.length);
+    const run = async (group: number) => (await (await PathGradients.create(rt, network, B, 5, { group })).runBatch(images, labels, all, undefined, true)).gradients!;
+    const ref = await run(1);
+    for (const group of [2, 3, 4, 6]) {
+      const got = await run(group);
+      all.forEach((subset, s) => {
+        let worst = 0;
+        let scale = 0;
+        for (let i = 0; i < ref[s]!.length; i++) {
+          worst = Math.max(worst, Math.abs(got[s]![i]! - ref[s]![i]!));
+          scale = Math.max(scale, Math.abs(ref[s]![i]!));
+        }
+        assert.ok(worst <= 1e-6 * scale, `group ${group}, blocks [${subset}]: differs by ${worst} (scale ${scale})`);
+      });
+    }
+  } finally {
+    await rt.close();
+  }
+});
