@@ -25,13 +25,13 @@
  * torch.set_num_threads; inter-op 1). Peak RSS is each child's maxRSS. Exit status 1 when the
  * norms disagree beyond 1e-3 relative, 2 on a usage or run failure.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
+import { benchMain, CountingRuntime, DEFAULT_MODEL, machine, positive, PYTHON, ROOT, runJson, torchMissing, UsageError } from './common.js';
 import { parseBlockList } from '../src/blocklist.js';
 import { openDataFor } from '../src/commands/common.js';
 import { DEFAULT_GROUP, makePlan, PathGradients, runGradients, type GradientPlan } from '../src/engine/gradients.js';
@@ -39,10 +39,7 @@ import { openNetwork } from '../src/engine/network.js';
 import { Runtime, onnxruntimeVersion } from '../src/engine/session.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..');
-const DEFAULT_MODEL = path.join(ROOT, 'fixtures', 'models', 'resnet56.onnx');
 const DEFAULT_DATA = path.join(ROOT, 'fixtures', 'data', 't10k-images-idx3-ubyte');
-const PYTHON = '/usr/bin/python3';
 const TOLERANCE = 1e-3;
 
 interface Args {
@@ -76,8 +73,6 @@ interface MethodResult {
   version: string;
 }
 
-class UsageError extends Error {}
-
 function parse(): Args {
   const { values } = parseArgs({
     options: {
@@ -106,39 +101,25 @@ function parse(): Args {
     );
     process.exit(0);
   }
-  const int = (flag: string, v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag}: '${v}' is not a positive whole number`);
-    return n;
-  };
   return {
     child: values.child!,
     plan: values.plan,
     model: path.resolve(values.model!),
     data: path.resolve(values.data!),
-    batches: int('batches', values.batches!),
-    batch: int('batch', values.batch!),
+    batches: positive('batches', values.batches!),
+    batch: positive('batch', values.batch!),
     k: values.k,
-    seed: int('seed', values.seed!),
-    threads: int('threads', values.threads!),
+    seed: positive('seed', values.seed!),
+    threads: positive('threads', values.threads!),
     weights: values.weights,
     python: values.python!,
     torch: !values['no-torch'],
     json: values.json,
-    group: int('group', values.group!),
+    group: positive('group', values.group!),
   };
 }
 
 // ---------------------------------------------------------------- child (reslens)
-
-/** Runtime that counts the sessions it creates. */
-class CountingRuntime extends Runtime {
-  count = 0;
-  override async create(...a: Parameters<Runtime['create']>): ReturnType<Runtime['create']> {
-    this.count++;
-    return super.create(...a);
-  }
-}
 
 async function child(a: Args): Promise<MethodResult> {
   const plan = JSON.parse(readFileSync(a.plan!, 'utf8')) as GradientPlan;
@@ -186,25 +167,6 @@ async function child(a: Args): Promise<MethodResult> {
 
 // ---------------------------------------------------------------- parent
 
-/** Runs a command; resolves with the JSON object on the last line of its stdout. */
-function runJson(cmd: string, argv: string[]): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.on('error', reject);
-    p.on('close', (code, signal) => {
-      if (code !== 0) return reject(new Error(`${path.basename(cmd)} ${path.basename(argv[0] === '--import' ? argv[2]! : argv[0]!)}: exited with ${signal ?? code}`));
-      const last = out.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(last));
-      } catch {
-        reject(new Error(`${path.basename(cmd)}: no JSON result on its last line: ${last.slice(0, 200)}`));
-      }
-    });
-  });
-}
-
 interface TorchJson {
   skipped?: string;
   seconds: number;
@@ -233,9 +195,7 @@ function backwardCalls(plan: GradientPlan, n: number, group: number): number {
 }
 
 async function parent(a: Args): Promise<number> {
-  const cpus = os.cpus();
-  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${os.platform()} ${os.arch()}`;
-  const load = os.loadavg()[0]!.toFixed(2);
+  const m = machine();
   // The plan, exactly as `reslens gradients` makes it (makePlan over the network's blocks and the data).
   let plan: GradientPlan;
   let n: number;
@@ -271,8 +231,7 @@ async function parent(a: Args): Promise<number> {
 
     const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${arch}.pt`);
     if (!a.torch) torchSkipped = '--no-torch';
-    else if (!existsSync(a.python)) torchSkipped = `${a.python} not found`;
-    else if (!existsSync(weights)) torchSkipped = `no PyTorch weights at ${path.relative(process.cwd(), weights)}`;
+    else torchSkipped = torchMissing(a.python, weights);
     if (!torchSkipped) {
       process.stderr.write('torch: the same plan in PyTorch eager autograd…\n');
       const r = (await runJson(a.python, [path.join(HERE, 'torch_gradients.py'), '--arch', arch, '--weights', weights, '--data', a.data, '--plan', planFile, '--threads', String(a.threads)])) as unknown as TorchJson;
@@ -321,7 +280,7 @@ async function parent(a: Args): Promise<number> {
     `plan         ${plan.batches.length} batches of ${plan.batchSize}, ${ks.length === n + 1 ? `k = 0..${n}` : `k = ${ks.join(',')}`} on each: ${samples} samples (seed ${a.seed})`,
     `backwards    ${shared} block backward steps in reslens (samples of a batch share the steps of equal suffixes) in ${grouped} calls of up to ${DEFAULT_GROUP} blocks, ${n * samples} in PyTorch (${n} per sample)`,
     `threads      ${a.threads} (ORT intra-op${torch ? ' = torch.set_num_threads' : ''}; inter-op 1)`,
-    `machine      ${machine}; load average ${load} at start`,
+    `machine      ${m.line}`,
     `versions     ${[...new Set(results.map((r) => r.version))].join("; ")}; node ${process.version}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -358,7 +317,7 @@ async function parent(a: Args): Promise<number> {
       data: dataDescription,
       blocks: n,
       threads: a.threads,
-      machine: { cpu: cpus[0]?.model ?? null, cores: cpus.length, platform: `${os.platform()} ${os.arch()}`, loadAverageAtStart: os.loadavg()[0] },
+      machine: { cpu: m.cpu, cores: m.cores, platform: m.platform, loadAverageAtStart: m.load },
       plan,
       torchSkipped,
       methods: results.map((r) => ({ ...r, samples, samplesPerSecond: samples / r.seconds, slowdownVsReslens: r.seconds / ref.seconds })),
@@ -370,25 +329,4 @@ async function parent(a: Args): Promise<number> {
   return ok ? 0 : 1;
 }
 
-async function main(): Promise<void> {
-  let a: Args;
-  try {
-    a = parse();
-  } catch (e) {
-    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(2);
-  }
-  try {
-    if (a.child) {
-      if (!a.plan) throw new UsageError('--child needs --plan');
-      process.stdout.write(JSON.stringify(await child(a)) + '\n');
-      return;
-    }
-    process.exitCode = await parent(a);
-  } catch (e) {
-    process.stderr.write(`bench/gradients.ts${a.child ? ' --child' : ''}: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(2);
-  }
-}
-
-await main();
+await benchMain('bench/gradients.ts', parse, (a) => (a.child ? `--child --group ${a.group}` : undefined), child, parent);

@@ -16,26 +16,22 @@
  * the child's process.resourceUsage().maxRSS (ru_maxrss for Python). Exit status 1 when the
  * error counts disagree beyond tolerance, 2 on a usage or run failure.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
+import { benchMain, CountingRuntime, DEFAULT_MODEL, machine, positive, PYTHON, runJson, torchMissing, UsageError } from './common.js';
 import { openDataFor } from '../src/commands/common.js';
 import { Engine, predictedClass } from '../src/engine/engine.js';
 import { unitInfo } from '../src/engine/lesion.js';
 import { openNetwork } from '../src/engine/network.js';
-import { Runtime, onnxruntimeVersion, type Session } from '../src/engine/session.js';
-import type { ModelProto } from '../src/loader/proto.js';
+import { onnxruntimeVersion } from '../src/engine/session.js';
 import { DELETE, exportProgram, intactProgram, unitCount, type Program } from '../src/surgery/split.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..');
-const DEFAULT_MODEL = path.join(ROOT, 'fixtures', 'models', 'resnet56.onnx');
 const DEFAULT_DATA = '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz';
-const PYTHON = '/usr/bin/python3';
 const METHODS = ['engine', 'naive', 'torch'] as const;
 type Method = (typeof METHODS)[number];
 
@@ -75,8 +71,6 @@ interface Args {
   python: string;
 }
 
-class UsageError extends Error {}
-
 function parse(): Args {
   const { values } = parseArgs({
     options: {
@@ -101,12 +95,6 @@ function parse(): Args {
     );
     process.exit(0);
   }
-  const int = (flag: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag}: '${v}' is not a positive whole number`);
-    return n;
-  };
   const methods = values.methods!.split(',').map((m) => m.trim()).filter(Boolean);
   for (const m of methods) if (!(METHODS as readonly string[]).includes(m)) throw new UsageError(`--methods: '${m}' is not one of ${METHODS.join(', ')}`);
   if (!methods.includes('engine')) throw new UsageError('--methods: engine (reslens) is the reference and must be included');
@@ -115,9 +103,9 @@ function parse(): Args {
     method: values.method as Method | undefined,
     model: path.resolve(values.model!),
     data: path.resolve(values.data!),
-    limit: int('limit', values.limit),
-    batch: int('batch', values.batch)!,
-    threads: int('threads', values.threads)!,
+    limit: positive('limit', values.limit),
+    batch: positive('batch', values.batch!),
+    threads: positive('threads', values.threads!),
     methods: methods as Method[],
     json: values.json,
     weights: values.weights,
@@ -126,21 +114,6 @@ function parse(): Args {
 }
 
 // ---------------------------------------------------------------- children (engine, naive)
-
-/** Runtime that counts the sessions it creates and the time spent creating them. */
-class CountingRuntime extends Runtime {
-  count = 0;
-  seconds = 0;
-  override async create(model: ModelProto | Uint8Array, label: string, o?: { arena?: boolean }): Promise<Session> {
-    const t = performance.now();
-    try {
-      return await super.create(model, label, o);
-    } finally {
-      this.count++;
-      this.seconds += (performance.now() - t) / 1000;
-    }
-  }
-}
 
 /** Correct predictions in one batch, scored as the engine scores them. */
 function countCorrect(logits: Float32Array, labels: Int32Array, n: number): number {
@@ -225,25 +198,6 @@ async function child(args: Args): Promise<MethodResult> {
 
 // ---------------------------------------------------------------- parent
 
-/** Runs a command; resolves with the JSON object on the last line of its stdout. */
-function runJson(cmd: string, argv: string[]): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.on('error', reject);
-    p.on('close', (code, signal) => {
-      if (code !== 0) return reject(new Error(`${path.basename(cmd)} ${argv.join(' ')}: exited with ${signal ?? code}`));
-      const last = out.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(last));
-      } catch {
-        reject(new Error(`${path.basename(cmd)} ${argv.join(' ')}: no JSON result on its last line: ${last.slice(0, 200)}`));
-      }
-    });
-  });
-}
-
 function nodeChild(method: 'engine' | 'naive', a: Args): Promise<MethodResult> {
   const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--method', method, '--model', a.model, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads)];
   if (a.limit) argv.push('--limit', String(a.limit));
@@ -262,15 +216,6 @@ interface TorchJson {
   torch: string;
 }
 
-/** Why the torch method cannot run here, or null. */
-function torchMissing(a: Args, weights: string): string | null {
-  if (!existsSync(a.python)) return `${a.python} not found`;
-  if (!existsSync(weights)) return `no PyTorch weights at ${path.relative(process.cwd(), weights)}`;
-  const probe = spawnSync(a.python, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return `${a.python} cannot import torch${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''}`;
-  return null;
-}
-
 async function torchChild(a: Args, ref: MethodResult, weights: string): Promise<MethodResult> {
   const argv = [path.join(HERE, 'torch_lesion.py'), '--arch', ref.arch!, '--weights', weights, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads), '--blocks', ref.units!.join(',')];
   if (a.limit) argv.push('--limit', String(a.limit));
@@ -285,9 +230,7 @@ const LABEL: Record<Method, string> = {
 };
 
 async function parent(a: Args): Promise<number> {
-  const cpus = os.cpus();
-  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${os.platform()} ${os.arch()}`;
-  const load = os.loadavg()[0]!.toFixed(2);
+  const m = machine();
   process.stderr.write(`running engine (reslens)…\n`);
   const results: MethodResult[] = [];
   const ref = await nodeChild('engine', a);
@@ -299,7 +242,7 @@ async function parent(a: Args): Promise<number> {
   let torchSkipped: string | null = null;
   const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${ref.arch}.pt`);
   if (a.methods.includes('torch')) {
-    torchSkipped = torchMissing(a, weights);
+    torchSkipped = torchMissing(a.python, weights);
     if (torchSkipped) {
       process.stderr.write(`torch: skipped (${torchSkipped})\n`);
     } else {
@@ -334,7 +277,7 @@ async function parent(a: Args): Promise<number> {
     `data         ${ref.data} (${n} images, batch ${a.batch})`,
     `configs      ${ref.configs.length} (intact + ${ref.configs.length - 1} single-block deletions)`,
     `threads      ${a.threads} (ORT intra-op${torchVersion ? ', torch.set_num_threads' : ''}; inter-op 1)`,
-    `machine      ${machine}; load average ${load} at start`,
+    `machine      ${m.line}`,
     `onnxruntime  ${ref.onnxruntime}${torchVersion ? `; torch ${torchVersion}` : ''}; node ${process.version}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -376,7 +319,7 @@ async function parent(a: Args): Promise<number> {
       batch: a.batch,
       threads: a.threads,
       configurations: ref.configs.length,
-      machine: { cpu: cpus[0]?.model ?? null, cores: cpus.length, platform: `${os.platform()} ${os.arch()}`, loadAverageAtStart: os.loadavg()[0] },
+      machine: { cpu: m.cpu, cores: m.cores, platform: m.platform, loadAverageAtStart: m.load },
       versions: { onnxruntime: ref.onnxruntime, node: process.version, torch: torchVersion ?? null },
       torchSkipped,
       methods: results.map((r) => ({ ...r, wrong: wrong(r), speedupOfReslens: r.seconds / ref.seconds })),
@@ -389,25 +332,4 @@ async function parent(a: Args): Promise<number> {
   return ok ? 0 : 1;
 }
 
-async function main(): Promise<void> {
-  let a: Args;
-  try {
-    a = parse();
-  } catch (e) {
-    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(2);
-  }
-  try {
-    if (a.method) {
-      const r = await child(a);
-      process.stdout.write(JSON.stringify(r) + '\n');
-      return;
-    }
-    process.exitCode = await parent(a);
-  } catch (e) {
-    process.stderr.write(`bench/lesion.ts${a.method ? ` --method ${a.method}` : ''}: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(2);
-  }
-}
-
-await main();
+await benchMain('bench/lesion.ts', parse, (a) => (a.method ? `--method ${a.method}` : undefined), child, parent);

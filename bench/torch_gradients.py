@@ -55,42 +55,9 @@ class Gate(torch.autograd.Function):
 
 def gated_block(block, x, switch):
     """The block's forward; switch[0] True routes the backward through the residual branch only."""
-    if isinstance(block, train.BasicBlock):
-        if not block.use_shortcut:
-            sys.exit("a plain network has no residual blocks, so no paths to restrict gradients to")
-        s = x if block.proj is None else block.proj(x)
-        f = block.residual(x)
-        if block.survival < 1.0:
-            f = f * block.survival
-        post = F.relu
-    elif isinstance(block, train.PreActBlock):
-        s = x if block.proj is None else block.proj(x)
-        f = block.conv2(F.relu(block.bn2(block.conv1(F.relu(block.bn1(x))))))
-        post = None
-    elif isinstance(block, train.ResNeXtBlock):
-        s = x if block.proj is None else block.proj(x)
-        f = block.branch(x)
-        post = F.relu
-    else:
-        sys.exit(f"unsupported block type {type(block).__name__}")
+    s, f, post = train.block_parts(block, x)
     z = Gate.apply(s, switch, False) + Gate.apply(f, switch, True)
     return post(z) if post else z
-
-
-def labels_path(images):
-    d, base = os.path.split(images)
-    if "images-idx3" not in base and "images.idx3" not in base:
-        sys.exit(f"{images}: not an IDX images file (*-images-idx3-ubyte[.gz])")
-    return os.path.join(d, base.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1"))
-
-
-def find(p):
-    if os.path.exists(p):
-        return p
-    alt = p[:-3] if p.endswith(".gz") else p + ".gz"
-    if os.path.exists(alt):
-        return alt
-    sys.exit(f"{p}: not found")
 
 
 def main():
@@ -119,8 +86,8 @@ def main():
     for p in model.parameters():
         p.requires_grad_(False)  # only the gradient at x0 is wanted, as in reslens
     n = len(model.blocks)
-    x_all = train.to_tensor(np.ascontiguousarray(train.read_idx(find(args.data))))
-    y_all = torch.from_numpy(train.read_idx(find(labels_path(args.data))).astype(np.int64))
+    x_all = train.to_tensor(np.ascontiguousarray(train.read_idx(train.find_file(args.data))))
+    y_all = torch.from_numpy(train.read_idx(train.find_file(train.labels_path(args.data))).astype(np.int64))
     switches = [[False] for _ in range(n)]
     by_batch = {}
     for i, s in enumerate(plan["samples"]):

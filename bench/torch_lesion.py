@@ -29,22 +29,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fixtures"))
 import train  # noqa: E402  (the model definitions, MEAN/STD and the IDX reader)
 
 
-def labels_path(images):
-    d, base = os.path.split(images)
-    if "images-idx3" not in base and "images.idx3" not in base:
-        sys.exit(f"{images}: not an IDX images file (*-images-idx3-ubyte[.gz])")
-    return os.path.join(d, base.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1"))
-
-
-def find(p):
-    if os.path.exists(p):
-        return p
-    alt = p[:-3] if p.endswith(".gz") else p + ".gz"
-    if os.path.exists(alt):
-        return alt
-    sys.exit(f"{p}: not found")
-
-
 def deleted_forward(block):
     """The block with its residual branch deleted: only the shortcut (and post-activation)."""
     s = (lambda x: x) if block.proj is None else block.proj
@@ -83,8 +67,8 @@ def main():
         if not 0 <= b < len(model.blocks):
             sys.exit(f"--blocks: {b} out of range (the model has {len(model.blocks)} blocks)")
 
-    x = train.read_idx(find(args.data))
-    y = train.read_idx(find(labels_path(args.data)))
+    x = train.read_idx(train.find_file(args.data))
+    y = train.read_idx(train.find_file(train.labels_path(args.data)))
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     x = train.to_tensor(np.ascontiguousarray(x))

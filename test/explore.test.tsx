@@ -1,9 +1,10 @@
+/** @jsxRuntime classic */
 /**
  * reslens explore without a terminal: the keymap table (and the README section made from it),
  * the reducer, the controller's cancelling, the priority gate, and the Ink app rendered with
  * ink-testing-library on a small network built here.
  */
-import React from 'react';
+import React from 'react'; // tsx compiles test files (outside tsconfig's include) with React.createElement: hence the classic pragma
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';

@@ -41,8 +41,8 @@ test('decode → encode → onnxruntime gives identical outputs', async () => {
   const rt = new Runtime({ threads: 1 });
   try {
     const x = { data: randomInput(3, 1, 8), dims: [3, 1, 8, 8] };
-    const a = (await (await rt.create(bytes, 'a')).run({ input: x })).logits!.data;
-    const b = (await (await rt.create(again, 'b')).run({ input: x })).logits!.data;
+    const a = (await (await rt.create(bytes, 'a')).run({ input: x })).logits!.data as Float32Array;
+    const b = (await (await rt.create(again, 'b')).run({ input: x })).logits!.data as Float32Array;
     assert.deepEqual(Array.from(a), Array.from(b));
     assert.equal(m.sha256.length, 64);
   } finally {

@@ -8,7 +8,7 @@
 import { Interrupted, UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { Random } from '../random.js';
-import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, reluMaskName, withSavedOutputs } from '../surgery/vjp.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, withSavedOutputs } from '../surgery/vjp.js';
 import type { ResidualBlock, Segment } from '../surgery/blocks.js';
 import type { Network } from './network.js';
 import { probeShapes } from './probe.js';
