@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { UserError } from '../../errors.js';
-import type { Batch, DataFormat, Dataset, Preprocess } from './dataset.js';
+import type { Batch, Dataset, Preprocess } from './dataset.js';
 
 export const ACCEPTED =
   'reslens reads IDX (MNIST/Fashion-MNIST *-images-idx3-ubyte[.gz] with its labels file, or a folder of them), ' +
@@ -210,16 +210,9 @@ export function countStr(size: number, total: number, noun = 'images'): string {
  */
 export type ReadRun = (start: number, count: number, dst: Float32Array, labels: Int32Array, dstSample: number) => Promise<void>;
 
-export interface CoreSpec {
-  description: string;
-  format: DataFormat;
-  size: number;
-  shape: [number, number, number];
-  classes: number | null;
-  classNames?: string[];
-  sha256: () => Promise<string>;
+/** What a format gives makeDataset: the Dataset's description fields plus how to read runs. */
+export interface CoreSpec extends Pick<Dataset, 'description' | 'format' | 'size' | 'shape' | 'classes' | 'classNames' | 'sha256' | 'close'> {
   readRun: ReadRun;
-  close: () => Promise<void>;
   /** Largest run read at once (bounds memory of one read); default 4096 samples. */
   maxRun?: number;
 }
