@@ -8,6 +8,7 @@ import { EngineBackend } from '../ui/explore/backend.js';
 import { ExploreController } from '../ui/explore/controller.js';
 import { modelStem } from '../ui/explore/files.js';
 import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, withRuntime } from './common.js';
+import { notSplittable } from '../surgery/blocks.js';
 
 export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for scripts use reslens lesion --json';
 
@@ -46,7 +47,8 @@ Examples:
         let compare = null;
         if (o.compare) {
           const cnet = await openNetwork(rt, o.compare, o);
-          if (cnet.structure.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks or layers to delete; --compare takes a plain or residual network`);
+          const why = notSplittable(cnet.structure);
+          if (why) throw new UserError(`${o.compare}: ${why}; --compare takes a plain chain or a residual network`);
           const cdata = await openDataFor(cnet, o);
           opened.push(cdata);
           compare = { net: cnet, data: cdata, name: modelStem(o.compare) };

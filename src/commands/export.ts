@@ -6,6 +6,7 @@ import { openNetwork } from '../engine/network.js';
 import { UserError } from '../errors.js';
 import { encodeModel } from '../loader/proto.js';
 import { exportProgram, intactProgram, unitCount, type Program } from '../surgery/split.js';
+import { notSplittable } from '../surgery/blocks.js';
 import { unitInfo } from '../engine/lesion.js';
 import { addPreprocessOptions, addRuntimeOptions, withRuntime } from './common.js';
 import { writeFileAtomic } from './output.js';
@@ -19,6 +20,8 @@ export interface ExportFlags {
 
 /** The program the flags describe; --scale takes BLOCKS:ALPHA, e.g. 3,5:0.5. */
 export function programFromFlags(net: Network, f: ExportFlags): Program {
+  const why = notSplittable(net.structure);
+  if (why) throw new UserError(`${net.model.path}: ${why}`);
   const n = unitCount(net.structure);
   const p = intactProgram(n);
   const info = unitInfo(net);

@@ -1,6 +1,7 @@
 /** reslens inspect: the residual structure of a model, as a table or JSON. */
 import Table from 'cli-table3';
 import { attrInt, type NodeProto } from '../loader/proto.js';
+import { unitInfo } from '../engine/lesion.js';
 import { openNetwork, type Network } from '../engine/network.js';
 import type { Runtime } from '../engine/session.js';
 import { fmtCount, fmtShape, shortOps } from './output.js';
@@ -14,7 +15,7 @@ export interface InspectReport {
     post: string | null; downsampling: boolean; residualBranch: string[]; shortcutOps: string[];
     params: number; inputShape: number[] | null; outputShape: number[] | null;
   }[];
-  layers: { index: number; stage: number; input: string; output: string; ops: string[]; params: number; inputShape: number[] | null; outputShape: number[] | null }[];
+  layers: { index: number; stage: number; input: string; output: string; ops: string[]; params: number; inputShape: number[] | null; outputShape: number[] | null; deletable: boolean }[];
   stages: { index: number; units: number[]; outputShape: number[] | null }[];
   totals: { blocks: number; layers: number; stages: number; paths: string; params: number };
   stem: string[];
@@ -34,6 +35,8 @@ export function inspectReport(net: Network): InspectReport {
   const { structure: s, graph: g, shapes, model } = net;
   const shape = (t: string) => shapes.get(t) ?? null;
   const units = s.kind === 'residual' ? s.blocks : s.layers;
+  // What lesion may delete, decided in one place (empty for dense and branching networks).
+  const deletable = new Set(unitInfo(net).filter((u) => u.deletable).map((u) => u.unit));
   const stages: InspectReport['stages'] = [];
   for (const u of units) {
     let st = stages.find((x) => x.index === u.stage);
@@ -52,7 +55,7 @@ export function inspectReport(net: Network): InspectReport {
     })),
     layers: s.layers.map((l) => ({
       index: l.index, stage: l.stage, input: l.input, output: l.output, ops: l.nodes.map((j) => opLabel(g.nodes[j]!)),
-      params: l.params, inputShape: shape(l.input), outputShape: shape(l.output),
+      params: l.params, inputShape: shape(l.input), outputShape: shape(l.output), deletable: s.kind === 'plain' && deletable.has(l.index),
     })),
     stages,
     totals: {
@@ -93,7 +96,7 @@ export function renderInspect(r: InspectReport, color: boolean): string {
     for (const l of r.layers) {
       const same = !!l.inputShape && !!l.outputShape && l.inputShape.join() === l.outputShape.join();
       t.push([l.index, l.stage, shortOps(l.ops, 40), fmtCount(l.params), fmtShape(l.inputShape ?? undefined), fmtShape(l.outputShape ?? undefined),
-        r.kind === 'dense' ? 'zero' : same ? 'yes' : 'no (shape)']);
+        l.deletable ? 'yes' : same ? 'no' : 'no (shape)']);
     }
     out.push(`${name}: ${what}`);
     out.push(t.toString());

@@ -7,6 +7,7 @@ import { UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { Random } from '../random.js';
 import { DELETE, intactProgram, unitCount, type BlockMode, type Program } from '../surgery/split.js';
+import { notSplittable } from '../surgery/blocks.js';
 import { Engine, PartialResults, type EvalOptions, type EvalResult } from './engine.js';
 import type { Network } from './network.js';
 
@@ -86,7 +87,7 @@ export function unitInfo(net: Network): UnitInfo[] {
   if (s.kind === 'residual') {
     return s.blocks.map((b) => ({ unit: b.index, stage: b.stage, downsampling: b.downsampling || b.shortcutKind === 'projection', deletable: true, inShape: shape(b.input), outShape: shape(b.output) }));
   }
-  if (s.kind === 'dense') return [];
+  if (notSplittable(s)) return [];
   return s.layers.map((l) => {
     const [i, o] = [shape(l.input), shape(l.output)];
     const deletable = i === o && i !== '';
@@ -191,9 +192,8 @@ export function reorderGroup<S extends { error: number; kendallTau: number }>(sw
 export async function runLesion(engine: Engine, data: Dataset, opts: LesionOptions, evalOpts: EvalOptions = {}): Promise<LesionResult> {
   const net = engine.net;
   const s = net.structure;
-  if (s.kind === 'dense') {
-    throw new UserError(`${net.model.path}: a dense network has no blocks to delete; reslens lesion works on residual and plain networks`);
-  }
+  const why = notSplittable(s);
+  if (why) throw new UserError(`${net.model.path}: ${why}`);
   const n = unitCount(s);
   const info = unitInfo(net);
   if (s.kind === 'plain' && opts.mode.kind !== 'delete') {

@@ -81,6 +81,7 @@ export const InspectDoc = z
         params: count(),
         inputShape: Shape,
         outputShape: Shape,
+        deletable: z.boolean().describe('whether lesion can delete the layer: a plain chain, input shape = output shape'),
       }),
     ),
     stages: z.array(z.strictObject({ index: count(), units: z.array(count()), outputShape: Shape })),

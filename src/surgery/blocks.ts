@@ -289,12 +289,33 @@ const ACT = new Set(['Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'HardSigmoi
 const FOLLOWERS = new Set([...ACT, 'BatchNormalization', 'Dropout', 'Identity', 'MaxPool', 'AveragePool']);
 
 /** Plain (VGG-style) or dense networks: list conv(+BN)+activation layers. */
+const BRANCHING = 'layers branch and merge (parallel paths concatenated, as in Inception), so they are not a chain from which one layer can be deleted';
+
+/**
+ * Why units cannot be deleted from this network (a sentence for a UserError after the file
+ * name), or null when the engine can split it: dense networks and branching plain ones.
+ */
+export function notSplittable(s: ResidualStructure): string | null {
+  if (s.kind === 'dense') return 'a dense network (Concat feature reuse) has no blocks or layers to delete; reslens deletes residual blocks and layers of plain chains';
+  if (s.kind === 'plain' && s.segments.length === 0) return `a network without residual Adds whose ${BRANCHING}; reslens deletes residual blocks and layers of plain chains`;
+  return null;
+}
+
+/** Whether tensor t is computed (through any number of nodes) from tensor u. */
+function computedFrom(g: GraphIndex, t: string, u: string): boolean {
+  const anc = ancestors(g, [t]);
+  const pu = g.producer.get(u);
+  // u with no producer (the graph input) counts when a node t depends on reads it.
+  return pu !== undefined ? anc.has(pu) : [...anc].some((i) => (g.nodes[i]!.input ?? []).includes(u));
+}
+
 function nonResidual(g: GraphIndex, input: string, output: string, notes: string[]): ResidualStructure {
+  // Feature reuse: one concatenated input is computed from another (in an Inception-style
+  // Concat the branches share an input but none is computed from another).
   const dense = g.nodes.some((n) => {
     if (n.opType !== 'Concat') return false;
     const ins = (n.input ?? []).filter((t) => g.computed.has(t));
-    // Feature reuse: one concatenated input is computed from another.
-    return ins.length >= 2 && ins.some((a) => ins.some((b) => a !== b && ancestors(g, [b], new Set([a])).size > 0 && between(g, a, b).length > 0));
+    return ins.some((t) => ins.some((u) => u !== t && computedFrom(g, t, u)));
   });
   const layers: Layer[] = [];
   const segments: Segment[] = [];
@@ -312,12 +333,7 @@ function nonResidual(g: GraphIndex, input: string, output: string, notes: string
         // New maps come from a conv over what they are concatenated with. The stem's or a
         // transition's output is concatenated too, but is not computed from its partners
         // (a CIFAR-style stem is a bare conv, so its op alone does not tell).
-        const anc = ancestors(g, [t]);
-        const reads = (u: string) => {
-          const pu = g.producer.get(u);
-          return pu !== undefined ? anc.has(pu) : [...anc].some((i) => (g.nodes[i]!.input ?? []).includes(u));
-        };
-        if (ins.some((u) => u !== t && reads(u))) fresh.add(t);
+        if (ins.some((u) => u !== t && computedFrom(g, t, u))) fresh.add(t);
       }
     }
     for (const t of fresh) {
@@ -356,13 +372,20 @@ function nonResidual(g: GraphIndex, input: string, output: string, notes: string
     });
     flush();
     let prev = input;
-    for (const l of layers) {
-      if (l.input !== prev) segments.push({ kind: 'glue', from: prev, to: l.input, nodes: between(g, prev, l.input) });
-      segments.push({ kind: 'layer', from: l.input, to: l.output, unit: l.index, nodes: l.nodes });
-      prev = l.output;
+    // The layers must form a chain, each computed from the one before; parallel branches
+    // merged by a Concat (Inception) do not, and the network is then not split at all.
+    const chain = layers.every((l, i) => (i === 0 ? l.input === input || computedFrom(g, l.input, input) : l.input === layers[i - 1]!.output || computedFrom(g, l.input, layers[i - 1]!.output)));
+    if (!chain) {
+      notes.push(`its ${BRANCHING}`);
+    } else {
+      for (const l of layers) {
+        if (l.input !== prev) segments.push({ kind: 'glue', from: prev, to: l.input, nodes: between(g, prev, l.input) });
+        segments.push({ kind: 'layer', from: l.input, to: l.output, unit: l.index, nodes: l.nodes });
+        prev = l.output;
+      }
+      if (prev !== output) segments.push({ kind: 'head', from: prev, to: output, nodes: between(g, prev, output) });
+      if (segments[0]?.kind === 'glue') segments[0].kind = 'stem';
     }
-    if (prev !== output) segments.push({ kind: 'head', from: prev, to: output, nodes: between(g, prev, output) });
-    if (segments[0]?.kind === 'glue') segments[0].kind = 'stem';
   }
   return {
     kind: dense ? 'dense' : 'plain',
