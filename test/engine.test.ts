@@ -180,3 +180,44 @@ test('all programs fused into one session score exactly as the trie walked step 
     await rt.close();
   }
 });
+
+test('an idle fused session is released when another study is fused, never one that is running', async () => {
+  // Records each session's label and whether it was released.
+  const made: { label: string; released: boolean }[] = [];
+  class Recording extends Runtime {
+    override async create(...a: Parameters<Runtime['create']>) {
+      const s = await super.create(...a);
+      const rec = { label: a[1], released: false };
+      made.push(rec);
+      const release = s.release.bind(s);
+      s.release = async () => {
+        rec.released = true;
+        await release();
+      };
+      return s;
+    }
+  }
+  const rt = new Recording({ threads: 2 });
+  try {
+    const { n, engine, data, del } = await resnet20On200(rt);
+    const a = [intactProgram(n), del(1), del(2)];
+    const b = [intactProgram(n), del(3), del(4), del(5)];
+    const fusedOf = (k: number) => made.filter((m) => m.label === `${k} programs`);
+    // Two studies at once: neither may release the other's session mid-run.
+    const [ra, rb] = await Promise.all([engine.evaluate(a, data, { batch: 64 }), engine.evaluate(b, data, { batch: 50 })]);
+    assert.equal(fusedOf(3).length, 1);
+    assert.equal(fusedOf(4).length, 1);
+    assert.ok(!fusedOf(3)[0]!.released && !fusedOf(4)[0]!.released, 'a session in use was released');
+    // Then a third study: both idle ones go; running a first one again rebuilds it, same counts.
+    const c = [intactProgram(n), del(6), del(7), del(8), del(0)];
+    await engine.evaluate(c, data, { batch: 64 });
+    assert.ok(fusedOf(3)[0]!.released && fusedOf(4)[0]!.released, 'idle fused sessions stay alive');
+    assert.deepEqual(await engine.evaluate(a, data, { batch: 64 }), ra);
+    assert.equal(fusedOf(3).length, 2);
+    assert.ok(fusedOf(5)[0]!.released);
+    assert.ok(rb.every((r) => r.total === data.size));
+    await data.close();
+  } finally {
+    await rt.close();
+  }
+});

@@ -190,6 +190,8 @@ export class Engine {
   private kernels = new Map<string, Promise<Kernel>>();
   /** Sessions over several steps (merged chains, the spine, fused programs), built once each. */
   private sessions = new Map<string, Promise<Session>>();
+  /** Evaluations now running on each fused session (by key). */
+  private fusedRuns = new Map<string, number>();
 
   constructor(
     readonly rt: Runtime,
@@ -254,18 +256,28 @@ export class Engine {
 
   /** Evaluates every program on the data set; results in the programs' order. */
   async evaluate(programs: Program[], data: Dataset, opts: EvalOptions = {}): Promise<EvalResult[]> {
-    const classes = data.classes ?? 0;
-    const results: EvalResult[] = opts.initial
-      ? structuredClone(opts.initial)
-      : programs.map(() => ({
-          correct: 0, total: 0, nonFinite: 0, error: 0,
-          perClass: { correct: Array(classes).fill(0), total: Array(classes).fill(0) },
-        }));
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
     const fuse = cache && !opts.checkpoints && programs.length > 1 && distinctSteps(stepLists) <= (opts.fuseUpTo ?? 2000);
-    const fused = fuse ? await this.fusedSession(stepLists) : null;
-    const root = fused || opts.checkpoints ? null : trieOf(stepLists, cache);
+    if (!fuse) return this.evaluateWith(null, stepLists, data, opts);
+    const key = this.fusedKey(stepLists);
+    this.fusedRuns.set(key, (this.fusedRuns.get(key) ?? 0) + 1);
+    try {
+      return await this.evaluateWith(await this.fusedSession(key, stepLists), stepLists, data, opts);
+    } finally {
+      this.fusedRuns.set(key, this.fusedRuns.get(key)! - 1);
+    }
+  }
+
+  private async evaluateWith(fused: Session | null, stepLists: Step[][], data: Dataset, opts: EvalOptions): Promise<EvalResult[]> {
+    const classes = data.classes ?? 0;
+    const results: EvalResult[] = opts.initial
+      ? structuredClone(opts.initial)
+      : stepLists.map(() => ({
+          correct: 0, total: 0, nonFinite: 0, error: 0,
+          perClass: { correct: Array(classes).fill(0), total: Array(classes).fill(0) },
+        }));
+    const root = fused || opts.checkpoints ? null : trieOf(stepLists, opts.cache ?? true);
     const bs = opts.batch ?? 128;
     const start = opts.startBatch ?? 0;
     let done = Math.min(data.size, start * bs);
@@ -322,9 +334,23 @@ export class Engine {
     if (parent.children.size) await this.walk(parent, parentX, batch, results);
   }
 
-  /** All programs as one session (cached by their steps). */
-  private fusedSession(stepLists: Step[][]): Promise<Session> {
-    const key = `programs:${stepLists.map((steps) => steps.map((st) => this.kernelKey(st)).join('>')).join('|')}`;
+  private fusedKey(stepLists: Step[][]): string {
+    return `programs:${stepLists.map((steps) => steps.map((st) => this.kernelKey(st)).join('>')).join('|')}`;
+  }
+
+  /**
+   * All programs as one session (cached by their steps). Such a session keeps an arena as large
+   * as its biggest batch needed, and a study rarely runs twice: building another releases the
+   * fused sessions that no evaluation is running (explore's sweep once its ensemble starts).
+   */
+  private async fusedSession(key: string, stepLists: Step[][]): Promise<Session> {
+    for (const [k, runs] of this.fusedRuns) {
+      if (k === key || runs > 0 || !this.sessions.has(k)) continue;
+      const idle = this.sessions.get(k)!;
+      this.sessions.delete(k);
+      this.fusedRuns.delete(k);
+      await (await idle).release();
+    }
     const { structure: s, graph: g, model } = this.net;
     return this.session(key, `${stepLists.length} programs`, () => programsModel(model.proto, g, s, stepLists), { arena: true });
   }
