@@ -26,7 +26,10 @@ function run(f: string): { seconds: number; rssMb: number; found: string } {
   });
   const [sec, kb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(/\s+/).map(Number);
   const doc = JSON.parse(stdout);
-  const found = doc.kind === 'residual' ? `${doc.totals.blocks} blocks, stages ${doc.stages.map((s: { units: number[] }) => s.units.length).join('/')}` : `${doc.kind}, ${doc.totals.layers} layers`;
+  const deletable = (doc.layers as { deletable: boolean }[]).filter((l) => l.deletable).length;
+  const found = doc.kind === 'residual'
+    ? `${doc.totals.blocks} blocks, stages ${doc.stages.map((s: { units: number[] }) => s.units.length).join('/')}`
+    : `${doc.kind}, ${doc.totals.layers} layers, ${deletable} deletable`;
   return { seconds: sec!, rssMb: kb! / 1024, found };
 }
 

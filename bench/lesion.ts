@@ -274,7 +274,7 @@ async function parent(a: Args): Promise<number> {
   const torchVersion = results.find((r) => r.method === 'torch')?.torch;
   const lines = [
     `model        ${path.relative(process.cwd(), a.model)} (${ref.blocks} blocks)`,
-    `data         ${ref.data} (${n} images, batch ${a.batch})`,
+    `data         ${ref.data} (batch ${a.batch})`,
     `configs      ${ref.configs.length} (intact + ${ref.configs.length - 1} single-block deletions)`,
     `threads      ${a.threads} (ORT intra-op${torchVersion ? ', torch.set_num_threads' : ''}; inter-op 1)`,
     `machine      ${m.line}`,
