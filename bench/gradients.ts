@@ -13,7 +13,7 @@
  *
  *   node --import tsx bench/gradients.ts [--model fixtures/models/resnet56.onnx] [--batches 5]
  *     [--batch 32] [--k 0-N] [--seed 1] [--data IDX] [--threads N] [--weights M.pt]
- *     [--python /usr/bin/python3] [--no-torch] [--json FILE]
+ *     [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]
  *
  * The plan is makePlan's (as `reslens gradients` makes it): --batches random batches of
  * --batch images, on each one sample per k (k = 0..n by default), so samples = batches × |k|.
@@ -22,8 +22,10 @@
  * difference). Seconds cover the batches (data, forwards, backwards); setup (opening the
  * network and data, creating the ORT sessions; for PyTorch building the model and reading
  * weights and data) is shown apart. Both use the same thread count (ORT intra-op threads =
- * torch.set_num_threads; inter-op 1). Peak RSS is each child's maxRSS. Exit status 1 when the
- * norms disagree beyond 1e-3 relative, 2 on a usage or run failure.
+ * torch.set_num_threads; inter-op 1). Peak RSS is each child's maxRSS. --reference also runs
+ * PyTorch in float64 (about 15x slower) and judges reslens by its distance to that instead
+ * of to PyTorch's float32. Exit status 1 when the judged norms differ beyond 1e-3 relative
+ * (or the grouped and per-block reslens runs beyond 1e-4), 2 on a usage or run failure.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -55,6 +57,8 @@ interface Args {
   weights?: string;
   python: string;
   torch: boolean;
+  /** Also run PyTorch in float64, the reference both float32 implementations are judged by. */
+  reference: boolean;
   json?: string;
   /** Child only: blocks per backward call. */
   group: number;
@@ -62,7 +66,7 @@ interface Args {
 
 /** What a child reports (one JSON line on stdout). */
 interface MethodResult {
-  method: 'reslens' | 'reslens-block' | 'torch';
+  method: 'reslens' | 'reslens-block' | 'torch' | 'torch64';
   seconds: number;
   setupSeconds: number;
   norms: number[];
@@ -88,6 +92,7 @@ function parse(): Args {
       weights: { type: 'string' },
       python: { type: 'string', default: PYTHON },
       'no-torch': { type: 'boolean', default: false },
+      reference: { type: 'boolean', default: false },
       json: { type: 'string' },
       group: { type: 'string', default: String(DEFAULT_GROUP) },
       help: { type: 'boolean', short: 'h' },
@@ -97,7 +102,7 @@ function parse(): Args {
   if (values.help) {
     process.stdout.write(
       'node --import tsx bench/gradients.ts [--model M.onnx] [--batches 5] [--batch 32] [--k 0-N] [--seed 1]\n' +
-        '  [--data IDX] [--threads N] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--json FILE]\n',
+        '  [--data IDX] [--threads N] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]\n',
     );
     process.exit(0);
   }
@@ -114,6 +119,7 @@ function parse(): Args {
     weights: values.weights,
     python: values.python!,
     torch: !values['no-torch'],
+    reference: values.reference!,
     json: values.json,
     group: positive('group', values.group!),
   };
@@ -194,6 +200,29 @@ function backwardCalls(plan: GradientPlan, n: number, group: number): number {
   return calls;
 }
 
+interface Comparison {
+  max: number;
+  worst: number;
+  /** Worst per path length: long paths pass many ReLU masks, and a unit within rounding of
+   * zero in the forward pass can take the other side in one of two float32 implementations. */
+  byK: Map<number, number>;
+}
+
+/** Relative differences of norms a against b, sample by sample. */
+function compare(a: number[], b: number[], plan: GradientPlan): Comparison {
+  const c: Comparison = { max: 0, worst: -1, byK: new Map() };
+  a.forEach((v, i) => {
+    const w = b[i]!;
+    const rel = Math.abs(v - w) / Math.max(Math.abs(w), Number.MIN_VALUE);
+    if (!(rel <= c.max)) [c.max, c.worst] = [rel, i];
+    const k = plan.samples[i]!.k;
+    c.byK.set(k, Math.max(c.byK.get(k) ?? 0, rel));
+  });
+  return c;
+}
+
+const json = (c: Comparison) => ({ maxRelativeNormDifference: c.max, worstSample: c.worst, worstByK: Object.fromEntries(c.byK) });
+
 async function parent(a: Args): Promise<number> {
   const m = machine();
   // The plan, exactly as `reslens gradients` makes it (makePlan over the network's blocks and the data).
@@ -232,13 +261,15 @@ async function parent(a: Args): Promise<number> {
     const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${arch}.pt`);
     if (!a.torch) torchSkipped = '--no-torch';
     else torchSkipped = torchMissing(a.python, weights);
-    if (!torchSkipped) {
-      process.stderr.write('torch: the same plan in PyTorch eager autograd…\n');
-      const r = (await runJson(a.python, [path.join(HERE, 'torch_gradients.py'), '--arch', arch, '--weights', weights, '--data', a.data, '--plan', planFile, '--threads', String(a.threads)])) as unknown as TorchJson;
+    for (const method of ['torch', 'torch64'] as const) {
+      if (torchSkipped || (method === 'torch64' && !a.reference)) continue;
+      process.stderr.write(`${method}: the same plan in PyTorch eager autograd${method === 'torch64' ? ', float64' : ''}…\n`);
+      const argv = [path.join(HERE, 'torch_gradients.py'), '--arch', arch, '--weights', weights, '--data', a.data, '--plan', planFile, '--threads', String(a.threads)];
+      const r = (await runJson(a.python, method === 'torch64' ? [...argv, '--float64'] : argv)) as unknown as TorchJson;
       if (r.skipped) torchSkipped = r.skipped;
       else {
         if (r.blocks !== n) throw new Error(`torch: ${arch} has ${r.blocks} blocks, the ONNX model ${n}`);
-        results.push({ method: 'torch', seconds: r.seconds, setupSeconds: r.setup_seconds, norms: r.norms, losses: r.losses, peakRssMb: r.peak_rss_mb, threads: r.threads, version: `torch ${r.torch}` });
+        results.push({ method, seconds: r.seconds, setupSeconds: r.setup_seconds, norms: r.norms, losses: r.losses, peakRssMb: r.peak_rss_mb, threads: r.threads, version: `torch ${r.torch}` });
       }
     }
   } finally {
@@ -248,27 +279,18 @@ async function parent(a: Args): Promise<number> {
 
   const ref = results[0]!;
   const torch = results.find((r) => r.method === 'torch');
-  let maxRel = 0;
-  let worst = -1;
-  let maxLoss = 0;
-  // Worst relative difference per path length: long paths pass many ReLU masks, and a unit
-  // within rounding of zero in the forward pass can flip between two float32 implementations.
-  const relByK = new Map<number, number>();
-  if (torch) {
-    ref.norms.forEach((v, i) => {
-      const w = torch.norms[i]!;
-      const rel = Math.abs(v - w) / Math.max(Math.abs(w), Number.MIN_VALUE);
-      if (!(rel <= maxRel)) [maxRel, worst] = [rel, i];
-      const k = plan.samples[i]!.k;
-      relByK.set(k, Math.max(relByK.get(k) ?? 0, rel));
-    });
-    ref.losses.forEach((l, i) => (maxLoss = Math.max(maxLoss, Math.abs(l - torch.losses[i]!))));
-  }
+  const torch64 = results.find((r) => r.method === 'torch64');
   // Grouping only changes which onnxruntime calls run; the two reslens runs must agree to rounding.
-  const block = results.find((r) => r.method === 'reslens-block')!;
-  const groupRel = Math.max(...ref.norms.map((v, i) => Math.abs(v - block.norms[i]!) / Math.max(Math.abs(block.norms[i]!), Number.MIN_VALUE)));
-  const ok = (!torch || maxRel <= TOLERANCE) && groupRel <= 1e-4;
-  const beyond = [...relByK.entries()].filter(([, r]) => r > TOLERANCE).map(([k, r]) => `k=${k}: ${r.toExponential(1)}`);
+  const groupRel = compare(ref.norms, results.find((r) => r.method === 'reslens-block')!.norms, plan).max;
+  const vsTorch = torch ? compare(ref.norms, torch.norms, plan) : null;
+  // With the float64 reference, each float32 implementation is judged by its distance to it;
+  // without it, reslens by its distance to PyTorch's float32.
+  const vs64 = torch64 ? compare(ref.norms, torch64.norms, plan) : null;
+  const torchVs64 = torch && torch64 ? compare(torch.norms, torch64.norms, plan) : null;
+  const judged = vs64 ?? vsTorch;
+  const ok = (!judged || judged.max <= TOLERANCE) && groupRel <= 1e-4;
+  let maxLoss = 0;
+  if (torch) ref.losses.forEach((l, i) => (maxLoss = Math.max(maxLoss, Math.abs(l - torch.losses[i]!))));
 
   const samples = plan.samples.length;
   const ks = [...new Set(plan.samples.map((s) => s.k))];
@@ -293,24 +315,24 @@ async function parent(a: Args): Promise<number> {
     reslens: `reslens (${DEFAULT_GROUP} blocks per call, shared suffixes)`,
     'reslens-block': 'reslens, one call per block (shared suffixes)',
     torch: 'PyTorch eager autograd (1 backward per sample)',
+    torch64: 'PyTorch eager autograd in float64 (reference)',
   };
   for (const r of results) {
     t.push([label[r.method], samples, r.seconds.toFixed(2), (samples / r.seconds).toFixed(1), `${(r.seconds / ref.seconds).toFixed(2)}×`, r.setupSeconds.toFixed(2), r.peakRssMb.toFixed(0)]);
   }
   process.stdout.write(t.toString() + '\n');
   process.stdout.write(`norms, ${DEFAULT_GROUP} blocks per call vs one: max relative difference ${groupRel.toExponential(2)}\n`);
-  if (torch) {
-    const s = worst >= 0 ? plan.samples[worst]! : undefined;
-    process.stdout.write(
-      `norms vs PyTorch: max relative difference ${maxRel.toExponential(2)}${s ? ` (k=${s.k}, batch ${s.batch})` : ''} ${ok ? `≤ ${TOLERANCE} ok` : `> ${TOLERANCE} FAIL`}; ` +
-        `max loss difference ${maxLoss.toExponential(2)}\n`,
-    );
-    const ks = [...relByK.keys()].sort((x, y) => x - y);
-    process.stdout.write(`worst relative difference by k: ${ks.map((k) => `${k}:${relByK.get(k)!.toExponential(0)}`).join(' ')}\n`);
-    if (beyond.length) process.stdout.write(`beyond ${TOLERANCE}: ${beyond.join(', ')}\n`);
-  } else {
-    process.stdout.write(`torch: skipped (${torchSkipped})\n`);
-  }
+  const say = (what: string, c: Comparison, judgedHere: boolean) => {
+    const sm = c.worst >= 0 ? plan.samples[c.worst]! : undefined;
+    const verdict = judgedHere ? (c.max <= TOLERANCE ? ` ≤ ${TOLERANCE} ok` : ` > ${TOLERANCE} FAIL`) : '';
+    process.stdout.write(`${what}: max relative difference ${c.max.toExponential(2)}${sm ? ` (k=${sm.k}, batch ${sm.batch})` : ''}${verdict}\n`);
+    process.stdout.write(`  worst by k: ${[...c.byK.keys()].sort((x, y) => x - y).map((k) => `${k}:${c.byK.get(k)!.toExponential(0)}`).join(' ')}\n`);
+  };
+  if (vsTorch) say('norms, reslens vs PyTorch float32', vsTorch, !vs64);
+  if (vs64) say('norms, reslens vs PyTorch float64 (reference)', vs64, true);
+  if (torchVs64) say('norms, PyTorch float32 vs float64 (for scale)', torchVs64, false);
+  if (torch) process.stdout.write(`losses, reslens vs PyTorch float32: max difference ${maxLoss.toExponential(2)}\n`);
+  else process.stdout.write(`torch: skipped (${torchSkipped})\n`);
   if (a.json) {
     const doc = {
       model: a.model,
@@ -321,7 +343,14 @@ async function parent(a: Args): Promise<number> {
       plan,
       torchSkipped,
       methods: results.map((r) => ({ ...r, samples, samplesPerSecond: samples / r.seconds, slowdownVsReslens: r.seconds / ref.seconds })),
-      agreement: torch ? { maxRelativeNormDifference: maxRel, worstSample: worst, maxLossDifference: maxLoss, tolerance: TOLERANCE, ok, worstByK: Object.fromEntries(relByK) } : null,
+      agreement: {
+        tolerance: TOLERANCE,
+        ok,
+        groupedVsPerBlock: groupRel,
+        ...(vsTorch ? { vsTorchFloat32: json(vsTorch), maxLossDifference: maxLoss } : {}),
+        ...(vs64 ? { vsTorchFloat64: json(vs64) } : {}),
+        ...(torchVs64 ? { torchFloat32VsFloat64: json(torchVs64) } : {}),
+      },
     };
     writeFileSync(a.json, JSON.stringify(doc, null, 2) + '\n');
     process.stdout.write(`wrote ${a.json}\n`);

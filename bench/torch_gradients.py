@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--data", required=True, help="IDX images file (labels found next to it)")
     ap.add_argument("--plan", required=True, help="JSON plan from bench/gradients.ts")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--float64", action="store_true",
+                    help="run in double precision: a reference for both float32 implementations")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -81,12 +83,14 @@ def main():
         state = state["model"]  # a training checkpoint (.fixtures-work/NAME.pt) holds the state_dict
     model.load_state_dict(state)
     model.eval()
+    dtype = torch.float64 if args.float64 else torch.float32
+    model.to(dtype)
     if not hasattr(model, "blocks"):
         sys.exit(f"{args.arch}: not a CifarNet with .blocks")
     for p in model.parameters():
         p.requires_grad_(False)  # only the gradient at x0 is wanted, as in reslens
     n = len(model.blocks)
-    x_all = train.to_tensor(np.ascontiguousarray(train.read_idx(train.find_file(args.data))))
+    x_all = train.to_tensor(np.ascontiguousarray(train.read_idx(train.find_file(args.data)))).to(dtype)
     y_all = torch.from_numpy(train.read_idx(train.find_file(train.labels_path(args.data))).astype(np.int64))
     switches = [[False] for _ in range(n)]
     by_batch = {}
@@ -129,6 +133,7 @@ def main():
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "dtype": str(dtype).replace("torch.", ""),
     }), flush=True)
 
 
