@@ -1,7 +1,7 @@
 /** Path-restricted gradients: the path-sum identity and the full gradient's agreement with a direct VJP. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { makePlan, PathGradients } from '../src/engine/gradients.js';
+import { makePlan, PathGradients, rescale } from '../src/engine/gradients.js';
 import { analyseModel } from '../src/engine/network.js';
 import { Runtime } from '../src/engine/session.js';
 import { modelFromBytes } from '../src/loader/model.js';
@@ -109,4 +109,13 @@ test('grouping blocks into one backward call changes no path gradient (glue insi
   } finally {
     await rt.close();
   }
+});
+
+test('rescale: a power of two brings the largest magnitude near 1 and is undone exactly', () => {
+  const inRange = Float32Array.from([0.5, -3, 1e-3]);
+  assert.equal(rescale(inRange).g, inRange, 'values in range are left alone, not copied');
+  const tiny = Float32Array.from([3e-30, -1.5e-30, 7e-35, 0]);
+  const { g, shift } = rescale(tiny);
+  assert.ok(shift > 90 && Math.max(...g.map(Math.abs)) >= 0.5 && Math.max(...g.map(Math.abs)) <= 2, `shift ${shift}, max ${Math.max(...g)}`);
+  tiny.forEach((v, i) => assert.equal(g[i]! * 2 ** -shift, v, `element ${i} comes back bit for bit`));
 });
