@@ -290,7 +290,7 @@ export class PathGradients {
         if (first > 0) {
           for (let i = this.blockSegs[first]!.index - 1; i > this.blockSegs[first - 1]!.index; i--) gb = await this.back(this.other.get(i)!, gb, this.shapeAt(s.segments[i]!.to, n), fwd);
         }
-        // An identity kernel changes no magnitude (and hands back the very array its siblings read).
+        // An identity kernel changes no magnitude: no need to scan its output.
         const r = 'js' in kernel ? { g: gb, shift: 0 } : rescale(gb);
         await walk(child, gi - 1, r.g, shift + r.shift);
       }
