@@ -1,5 +1,5 @@
 /**
- * Benchmark: path-restricted gradients (science.md; `reslens gradients`) measured two ways on
+ * Benchmark: path-restricted gradients (docs/science.md; `reslens gradients`) measured two ways on
  * the SAME sampling plan, each in its own child process:
  *
  *   reslens  PathGradients.runBatch via runGradients: per batch one forward, then one

@@ -1,5 +1,5 @@
 /**
- * Path-restricted gradients (science.md; Veit et al. 2016, section 6). A batch goes forward
+ * Path-restricted gradients (docs/science.md; Veit et al. 2016, section 6). A batch goes forward
  * once through the intact network; each sample then runs a backward pass in which the
  * gradient flows through the residual branch of k chosen blocks and through the shortcut of
  * all others, and the L2 norm of the gradient at the first block's input is recorded.

@@ -1,5 +1,5 @@
 /**
- * The lesion study (science.md, "Lesion study"): the test error of the network with blocks
+ * The lesion study (docs/science.md, "Lesion study"): the test error of the network with blocks
  * deleted, scaled or replaced by their mean, one at a time, k at a time, and reordered.
  * Every configuration is one Program; all of them go through the engine in one pass.
  */

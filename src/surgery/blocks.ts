@@ -1,5 +1,5 @@
 /**
- * Residual-block detection as science.md defines it: a block ends at an Add whose two
+ * Residual-block detection as docs/science.md defines it: a block ends at an Add whose two
  * inputs both depend on the data and meet again at one tensor x, the Add's immediate
  * dominator. Pure: graph in, structure out.
  */

@@ -141,11 +141,6 @@ export function dominators(g: GraphIndex): number[] {
   return idom;
 }
 
-/** The single output of node `i` that nodes downstream of it use (the first output otherwise). */
-export function mainOutput(node: NodeProto): string {
-  return (node.output ?? [])[0]!;
-}
-
 /**
  * A self-contained model computing `outputs` from `inputs` (tensor names in `model`):
  * the nodes between them, the constants they need and the model's opsets.
@@ -191,11 +186,6 @@ export function extractSubmodel(
       output: outputs.map(io),
     },
   };
-}
-
-/** Node ops in a set, by index order (for listing what a branch contains). */
-export function opsOf(g: GraphIndex, set: Iterable<number>): string[] {
-  return [...set].sort((a, b) => a - b).map((i) => g.nodes[i]!.opType!);
 }
 
 /** The model with `tensors` added to its outputs (float; those already outputs are skipped). */

@@ -35,10 +35,6 @@ export function intactProgram(units: number): Program {
   return { order: [...Array(units).keys()], modes: Array.from({ length: units }, () => FULL) };
 }
 
-export function isResidual(s: ResidualStructure): boolean {
-  return s.kind === 'residual';
-}
-
 export function unitCount(s: ResidualStructure): number {
   return s.kind === 'residual' ? s.blocks.length : s.layers.length;
 }
@@ -192,10 +188,6 @@ function assemble(model: ModelProto, g: GraphIndex, pieces: Piece[], input: stri
   };
 }
 
-/**
- * The whole changed network as one ONNX model with the original input and output names,
- * for `reslens export` and as the reference the engine is tested against.
- */
 /** A run of consecutive steps as one model from tensor `input` to tensor `output`. */
 export function stepsModel(model: ModelProto, g: GraphIndex, s: ResidualStructure, steps: Step[], input = 'x', output = 'y', name = 'steps', everyStep = false): ModelProto {
   const pieces: Piece[] = [];
@@ -244,6 +236,10 @@ export function distinctSteps(stepLists: Step[][]): number {
   return new Set(stepLists.flatMap((steps) => steps.map((st) => st.key))).size;
 }
 
+/**
+ * The whole changed network as one ONNX model with the original input and output names,
+ * for `reslens export` and as the reference the engine is tested against.
+ */
 export function exportProgram(model: ModelProto, g: GraphIndex, s: ResidualStructure, p: Program): ModelProto {
   const sub = stepsModel(model, g, s, programSteps(s, p), s.input, s.output, `${model.graph?.name ?? 'model'}_reslens`);
   // Keep the original input/output declarations (shapes, dynamic batch) and the metadata.

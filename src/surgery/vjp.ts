@@ -1,6 +1,6 @@
 /**
  * Vector-Jacobian products as ONNX models, so that onnxruntime can run the backward passes
- * of science.md's path-restricted gradients. buildVjp cuts the nodes between two tensors
+ * of docs/science.md's path-restricted gradients. buildVjp cuts the nodes between two tensors
  * and emits, in reverse topological order, each node's backward rule (vjp-rules.ts):
  * input gradients only, weights are constants, the forward point is fixed (the backward
  * reads forward tensors it lists as `saved`). Pure: graph in, model out.

@@ -57,5 +57,3 @@ export interface OpenOptions {
   /** Where decompressed .gz files are cached; default os.tmpdir()/reslens-cache. */
   cacheDir?: string;
 }
-
-export { openDataset } from './index.js';
