@@ -36,7 +36,8 @@ import Table from 'cli-table3';
 import { benchMain, CountingRuntime, DEFAULT_MODEL, machine, positive, PYTHON, ROOT, runJson, torchMissing, UsageError } from './common.js';
 import { parseBlockList } from '../src/blocklist.js';
 import { openDataFor } from '../src/commands/common.js';
-import { DEFAULT_GROUP, makePlan, PathGradients, runGradients, type GradientPlan } from '../src/engine/gradients.js';
+import { DEFAULT_GROUP, PathGradients } from '../src/engine/gradients.js';
+import { makePlan, runGradients, type GradientPlan } from '../src/studies/gradients.js';
 import { openNetwork } from '../src/engine/network.js';
 import { Runtime, onnxruntimeVersion } from '../src/engine/session.js';
 

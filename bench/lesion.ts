@@ -25,7 +25,7 @@ import Table from 'cli-table3';
 import { benchMain, CountingRuntime, DEFAULT_MODEL, machine, positive, PYTHON, runJson, torchMissing, UsageError } from './common.js';
 import { openDataFor } from '../src/commands/common.js';
 import { Engine, predictedClass } from '../src/engine/engine.js';
-import { unitInfo } from '../src/engine/lesion.js';
+import { unitInfo } from '../src/studies/network.js';
 import { openNetwork } from '../src/engine/network.js';
 import { onnxruntimeVersion } from '../src/engine/session.js';
 import { DELETE, exportProgram, intactProgram, unitCount, type Program } from '../src/surgery/split.js';

@@ -1,4 +1,4 @@
-/** The one parser for block lists like `3,7,10-12` (flags --delete, --blocks, --k ranges). */
+/** The one parser for block lists like `3,7,10-12` (flags --delete, --blocks, --k ranges), and for lists of numbers. */
 import { UserError } from './errors.js';
 
 /** Parses "3,7,10-12" into sorted unique integers in [min, max]; `flag` names the source in errors. */
@@ -17,4 +17,14 @@ export function parseBlockList(spec: string, flag: string, max: number, min = 0)
     for (let i = a; i <= b; i++) out.add(i);
   }
   return [...out].sort((x, y) => x - y);
+}
+
+/** Parses "0.5,0.5,0.5" into numbers; `what` names the source in errors (a flag, a metadata key). */
+export function parseNumberList(s: string, what: string): number[] {
+  const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length);
+  const nums = parts.map(Number);
+  if (!parts.length || nums.some((n) => !Number.isFinite(n))) {
+    throw new UserError(`${what}: '${s}' is not a comma-separated list of numbers (e.g. 0.5,0.5,0.5)`);
+  }
+  return nums;
 }

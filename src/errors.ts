@@ -20,3 +20,28 @@ export class Interrupted extends Error {
 export function isUserError(e: unknown): e is UserError {
   return e instanceof UserError;
 }
+
+/** The conventional flag of an option: `includeDownsampling` → `--include-downsampling`. */
+export function flagName(option: string): string {
+  return `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/**
+ * An option that cannot be used, stated in the option's own name (`k`, `blocks`), so studies
+ * and the engine never speak in flags. Its message names each option by its conventional flag
+ * (flagName); a command whose flags are named otherwise (`--delete` for `blocks`,
+ * `--gradient-k` for a report's gradient `ks`) rewords it with `worded`.
+ */
+export class OptionError extends UserError {
+  override name = 'OptionError';
+  constructor(
+    readonly option: string,
+    private readonly say: (flag: (option: string) => string) => string,
+  ) {
+    super(say(flagName));
+  }
+
+  worded(flag: (option: string) => string): UserError {
+    return new UserError(this.say(flag));
+  }
+}

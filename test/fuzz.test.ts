@@ -16,7 +16,7 @@ import { modelFromBytes, modelIO } from '../src/loader/model.js';
 import { encodeModel } from '../src/loader/proto.js';
 import { structureOf } from '../src/engine/network.js';
 import { inferShapes } from '../src/surgery/shapes.js';
-import { parseMode } from '../src/commands/lesion.js';
+import { parseMode } from '../src/studies/lesion.js';
 import { buildNet } from './helpers/build.js';
 import { writeNpy } from './helpers/npy.js';
 

@@ -1,7 +1,8 @@
 /** Path-restricted gradients: the path-sum identity and the full gradient's agreement with a direct VJP. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { makePlan, PathGradients, rescale } from '../src/engine/gradients.js';
+import { PathGradients, rescale } from '../src/engine/gradients.js';
+import { makePlan } from '../src/studies/gradients.js';
 import { analyseModel } from '../src/engine/network.js';
 import { Runtime } from '../src/engine/session.js';
 import { modelFromBytes } from '../src/loader/model.js';

@@ -1,8 +1,20 @@
 /** Flags and helpers that several commands share, so each is defined once. */
 import { Option, type Command } from 'commander';
-import { UserError } from '../errors.js';
+import { flagName, OptionError, UserError } from '../errors.js';
 import { Runtime } from '../engine/session.js';
+import type { PreprocessOptions } from '../engine/network.js';
+import { parseNumberList } from '../blocklist.js';
 import { DEVICES, selectDevice, type DeviceRequest } from '../engine/device.js';
+
+/** Runs `fn`; a study's OptionError comes out in this command's flags (`names`: option → flag where the default is wrong). */
+export async function withFlagNames<T>(names: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof OptionError) throw e.worded((o) => names[o] ?? flagName(o));
+    throw e;
+  }
+}
 
 export function positiveInt(flag: string, max = 1e9) {
   return (v: string): number => {
@@ -47,6 +59,26 @@ export function addPreprocessOptions(cmd: Command): Command {
     .addOption(new Option('--mean <list>', 'per-channel mean on the 0-1 scale (overrides reslens.mean)'))
     .addOption(new Option('--std <list>', 'per-channel std on the 0-1 scale (overrides reslens.std)'))
     .addOption(new Option('--size <h,w>', 'model input size (overrides reslens.input_size)'));
+}
+
+export interface JsonFlags {
+  json?: string | boolean;
+  force?: boolean;
+}
+
+export interface PreprocessFlags {
+  mean?: string;
+  std?: string;
+  size?: string;
+}
+
+/** --mean, --std, --size as the engine takes them. */
+export function preprocessOptions(f: PreprocessFlags): PreprocessOptions {
+  return {
+    ...(f.mean ? { mean: parseNumberList(f.mean, '--mean') } : {}),
+    ...(f.std ? { std: parseNumberList(f.std, '--std') } : {}),
+    ...(f.size ? { size: parseNumberList(f.size, '--size') } : {}),
+  };
 }
 
 export interface RuntimeFlags {

@@ -7,10 +7,15 @@ import type { Dataset } from '../loader/data/dataset.js';
 import { EngineBackend } from '../ui/explore/backend.js';
 import { ExploreController } from '../ui/explore/controller.js';
 import { modelStem } from '../ui/explore/files.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, withRuntime } from './common.js';
-import { notSplittable } from '../surgery/blocks.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, preprocessOptions, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { whyNotSplittable } from '../studies/network.js';
 
 export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for scripts use reslens lesion --json';
+
+interface ExploreFlags extends DataFlags, RuntimeFlags, PreprocessFlags {
+  compare?: string;
+  batch?: number;
+}
 
 export function registerExplore(program: Command): void {
   const cmd = program
@@ -33,21 +38,18 @@ Examples:
   addPreprocessOptions(addRuntimeOptions(addDataOptions(cmd)));
   // Every toggle is measured again, so a subset keeps the answer interactive.
   cmd.setOptionValueWithSource('limit', 1000, 'default');
-  cmd.action(async (modelPath: string, o: Record<string, any>) => {
+  cmd.action(async (modelPath: string, o: ExploreFlags) => {
     if (!process.stdin.isTTY || !process.stdout.isTTY) throw new UserError(NOT_A_TERMINAL);
     await withRuntime(o, async (rt) => {
-      const net = await openNetwork(rt, modelPath, o);
-      if (net.structure.kind !== 'residual') {
-        throw new UserError(`${modelPath}: a ${net.structure.kind} network has no residual blocks to explore; use reslens lesion for plain networks, or pass it as --compare`);
-      }
+      const net = await openNetwork(rt, modelPath, preprocessOptions(o));
       const opened: Dataset[] = [];
       try {
         const data = await openDataFor(net, o);
         opened.push(data);
         let compare = null;
         if (o.compare) {
-          const cnet = await openNetwork(rt, o.compare, o);
-          const why = notSplittable(cnet.structure);
+          const cnet = await openNetwork(rt, o.compare, preprocessOptions(o));
+          const why = whyNotSplittable(cnet);
           if (why) throw new UserError(`${o.compare}: ${why}; --compare takes a plain chain or a residual network`);
           const cdata = await openDataFor(cnet, o);
           opened.push(cdata);

@@ -5,11 +5,10 @@ import { parseBlockList } from '../blocklist.js';
 import { openNetwork } from '../engine/network.js';
 import { UserError } from '../errors.js';
 import { encodeModel } from '../loader/proto.js';
-import { exportProgram, intactProgram, unitCount, type Program } from '../surgery/split.js';
-import { notSplittable } from '../surgery/blocks.js';
-import { unitInfo } from '../engine/lesion.js';
-import { addPreprocessOptions, addRuntimeOptions, withRuntime } from './common.js';
-import { writeFileAtomic } from './output.js';
+import { exportedModel, exportedProgram, type ExportOptions } from '../studies/export.js';
+import { requireSplittable, unitsOf } from '../studies/network.js';
+import { addPreprocessOptions, addRuntimeOptions, preprocessOptions, withRuntime, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { writeFileAtomic } from '../files.js';
 import type { Network } from '../engine/network.js';
 
 export interface ExportFlags {
@@ -18,46 +17,20 @@ export interface ExportFlags {
   reorder?: string;
 }
 
-/** The program the flags describe; --scale takes BLOCKS:ALPHA, e.g. 3,5:0.5. */
-export function programFromFlags(net: Network, f: ExportFlags): Program {
-  const why = notSplittable(net.structure);
-  if (why) throw new UserError(`${net.model.path}: ${why}`);
-  const n = unitCount(net.structure);
-  const p = intactProgram(n);
-  const info = unitInfo(net);
-  if (f.delete) {
-    for (const u of parseBlockList(f.delete, '--delete', n - 1)) {
-      if (!info[u]!.deletable) throw new UserError(`--delete: layer ${u} cannot be deleted (${info[u]!.reason})`);
-      p.modes[u] = { kind: 'delete' };
-    }
-  }
+/** The flags as the export study's options; --scale takes BLOCKS:ALPHA, e.g. 3,5:0.5. */
+function exportOptions(net: Network, f: ExportFlags): ExportOptions {
+  requireSplittable(net);
+  const n = unitsOf(net);
+  const o: ExportOptions = {};
+  if (f.delete) o.delete = parseBlockList(f.delete, '--delete', n - 1);
   if (f.scale) {
-    if (net.structure.kind !== 'residual') throw new UserError('--scale: only residual blocks have a branch to scale');
     const m = /^(.+):([^:]+)$/.exec(f.scale);
     const alpha = m ? Number(m[2]) : NaN;
     if (!m || !Number.isFinite(alpha)) throw new UserError(`--scale: '${f.scale}' should be BLOCKS:ALPHA, e.g. 3,5-7:0.5`);
-    for (const u of parseBlockList(m[1]!, '--scale', n - 1)) {
-      if (p.modes[u]!.kind === 'delete') throw new UserError(`--scale: block ${u} is also in --delete`);
-      p.modes[u] = { kind: 'scale', alpha };
-    }
+    o.scale = { blocks: parseBlockList(m[1]!, '--scale', n - 1), alpha };
   }
-  if (f.reorder) {
-    if (net.structure.kind !== 'residual') throw new UserError('--reorder: only residual networks can be reordered');
-    const order = f.reorder.split(',').map((x) => Number(x.trim()));
-    const sorted = [...order].sort((a, b) => a - b);
-    if (order.length !== n || sorted.some((v, i) => v !== i)) {
-      throw new UserError(`--reorder: give a permutation of 0-${n - 1} (all ${n} blocks, each once), e.g. 1,0,2,...`);
-    }
-    order.forEach((u, slot) => {
-      const want = info[slot]!;
-      const got = info[u]!;
-      if (want.inShape !== got.inShape || want.outShape !== got.outShape) {
-        throw new UserError(`--reorder: block ${u} (${got.inShape} → ${got.outShape}) cannot run in place of block ${slot} (${want.inShape} → ${want.outShape})`);
-      }
-    });
-    p.order = order;
-  }
-  return p;
+  if (f.reorder) o.reorder = f.reorder.split(',').map((x) => Number(x.trim()));
+  return o;
 }
 
 export function registerExport(program: Command): void {
@@ -75,13 +48,12 @@ Examples:
   reslens export fixtures/models/resnet56.onnx --delete 3,7 -o resnet56-no3-no7.onnx
   reslens export model.onnx --scale 0-8:0.5 -o half.onnx`);
   addPreprocessOptions(addRuntimeOptions(cmd));
-  cmd.action(async (modelPath: string, o: ExportFlags & { output: string; force?: boolean; threads?: number; size?: string }) => {
+  cmd.action(async (modelPath: string, o: ExportFlags & RuntimeFlags & PreprocessFlags & { output: string; force?: boolean }) => {
     if (!o.delete && !o.scale && !o.reorder) throw new UserError('export: nothing to change; give --delete, --scale or --reorder');
     await withRuntime(o, async (rt) => {
-      const net = await openNetwork(rt, modelPath, o);
-      const p = programFromFlags(net, o);
-      const out = exportProgram(net.model.proto, net.graph, net.structure, p);
-      out.metadataProps = [...(out.metadataProps ?? []), { key: 'reslens.exported_from', value: `${net.model.sha256} delete=${o.delete ?? ''} scale=${o.scale ?? ''} reorder=${o.reorder ?? ''}` }];
+      const net = await openNetwork(rt, modelPath, preprocessOptions(o));
+      const p = exportedProgram(net, exportOptions(net, o));
+      const out = exportedModel(net, p, { delete: o.delete ?? '', scale: o.scale ?? '', reorder: o.reorder ?? '' });
       writeFileAtomic(o.output, encodeModel(out), !!o.force, '-o');
       process.stderr.write(`wrote ${o.output}\n`);
     });

@@ -5,13 +5,13 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { parseBlockList } from '../blocklist.js';
-import { checkPlan, makePlan, PathGradients, runGradients, type GradientPlan, type GradientResult } from '../engine/gradients.js';
 import { openNetwork } from '../engine/network.js';
-import { onnxruntimeVersion } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
-import { effectivePaths, type EffectivePaths } from '../paths/distribution.js';
+import type { EffectivePaths } from '../paths/distribution.js';
+import { docHead } from '../studies/document.js';
+import { checkPlan, effectiveOf, gradientBlocks, gradientSession, gradientsDoc, makePlan, runGradients, type GradientPlan, type GradientResult } from '../studies/gradients.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, seedArg, shareArg, withRuntime } from './common.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
 
 export function renderGradients(r: GradientResult, eff: EffectivePaths, meta: { model: string; data: string; mass: number }, color: boolean): string {
@@ -59,52 +59,22 @@ Examples:
   reslens gradients model.onnx --data train-images-idx3-ubyte.gz --k 0-54 --samples 1000 --json g.json
   reslens gradients model.onnx --plan g.json      # the same samples again, e.g. on another machine`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
-  cmd.action(async (modelPath: string, o: Record<string, any>) => {
+  cmd.action((modelPath: string, o: GradientsFlags) => withFlagNames({ ks: '--k', batchSize: '--batch' }, async () => {
     await withRuntime({ ...o, announce: true }, async (rt) => {
-      const net = await openNetwork(rt, modelPath, o);
-      if (net.structure.kind !== 'residual') throw new UserError(`${modelPath}: a ${net.structure.kind} network has no residual blocks, so no paths to restrict gradients to`);
-      const n = net.structure.blocks.length;
+      const net = await openNetwork(rt, modelPath, preprocessOptions(o));
+      const n = gradientBlocks(net);
       const data = await openDataFor(net, o);
       try {
-        let plan: GradientPlan;
-        let ks: number[];
-        let seed: number = o.seed;
-        if (o.plan) {
-          let doc: { batchSize?: number; batches?: number[][]; samples?: GradientPlan['samples']; seed?: number; ks?: number[] };
-          try {
-            doc = JSON.parse(readFileSync(o.plan, 'utf8'));
-          } catch (e) {
-            throw new UserError(`${o.plan}: not a readable JSON file from reslens gradients --json (${e instanceof Error ? e.message : e})`);
-          }
-          plan = { batchSize: doc.batchSize ?? 0, batches: doc.batches ?? [], samples: (doc.samples ?? []).map((s) => ({ k: s.k, blocks: s.blocks, batch: s.batch })) };
-          checkPlan(plan, n, data.size, o.plan);
-          ks = doc.ks ?? [...new Set(plan.samples.map((s) => s.k))].sort((a, b) => a - b);
-          seed = doc.seed ?? seed;
-        } else {
-          ks = o.k ? parseBlockList(o.k, '--k', n, 0) : [...Array(n + 1).keys()];
-          plan = makePlan(n, data.size, { ks, samples: o.samples, batchSize: o.batch ?? 32, seed });
-        }
-        const classes = net.preprocessing.classNames?.length ?? data.classes ?? 0;
-        if (!classes) throw new UserError(`${modelPath}: cannot tell the number of classes; add reslens.classes to the model's metadata`);
+        const { plan, ks, seed } = o.plan ? replayPlan(o.plan, n, data.size, o.seed) : newPlan(o, n, data.size);
         const t0 = performance.now();
-        const pg = await PathGradients.create(rt, net, plan.batchSize, classes);
+        const pg = await gradientSession(rt, net, data, plan.batchSize);
         const bar = progressBar('gradients', plan.samples.length);
         const stop = interruptSignal();
         const result = await runGradients(pg, data, plan, { ks, seed }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;
-        const eff = effectivePaths(result.meanNorm, n, o.mass);
-        const doc = {
-          command: 'gradients',
-          model: { path: modelPath, sha256: net.model.sha256 },
-          data: { description: data.description, size: data.size, sha256: await data.sha256() },
-          onnxruntime: await onnxruntimeVersion(),
-          device: rt.device,
-          seconds,
-          samplesPerSecond: result.samples.length / seconds,
-          ...result,
-          effective: { mass: o.mass, range: eff.effective, pathShare: eff.pathShare, share: eff.share, fit: eff.fit },
-        };
+        const eff = effectiveOf(result, o.mass);
+        const doc = gradientsDoc(await docHead(rt, net, modelPath, data, seconds), result, eff, o.mass);
         if (!emitJson(doc, o.json, !!o.force)) {
           process.stdout.write(renderGradients(result, eff, { model: modelPath, data: data.description, mass: o.mass }, useColor()));
           process.stderr.write(`${result.samples.length} path samples in ${seconds.toFixed(1)}s (${(result.samples.length / seconds).toFixed(1)}/s)\n`);
@@ -114,5 +84,33 @@ Examples:
         await data.close();
       }
     });
-  });
+  }));
+}
+
+interface GradientsFlags extends DataFlags, RuntimeFlags, JsonFlags, PreprocessFlags {
+  samples: number;
+  k?: string;
+  mass: number;
+  seed: number;
+  plan?: string;
+  batch?: number;
+}
+
+function newPlan(o: GradientsFlags, n: number, dataSize: number): { plan: GradientPlan; ks: number[]; seed: number } {
+  const ks = o.k ? parseBlockList(o.k, '--k', n, 0) : [...Array(n + 1).keys()];
+  return { plan: makePlan(n, dataSize, { ks, samples: o.samples, batchSize: o.batch ?? 32, seed: o.seed }), ks, seed: o.seed };
+}
+
+/** The plan of an earlier --json output (--plan), checked against this network and data. */
+function replayPlan(file: string, n: number, dataSize: number, seed: number): { plan: GradientPlan; ks: number[]; seed: number } {
+  let doc: { batchSize?: number; batches?: number[][]; samples?: GradientPlan['samples']; seed?: number; ks?: number[] };
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${file}: not a readable JSON file from reslens gradients --json (${e instanceof Error ? e.message : e})`);
+  }
+  const plan = { batchSize: doc.batchSize ?? 0, batches: doc.batches ?? [], samples: (doc.samples ?? []).map((s) => ({ k: s.k, blocks: s.blocks, batch: s.batch })) };
+  checkPlan(plan, n, dataSize, file);
+  const ks = doc.ks ?? [...new Set(plan.samples.map((s) => s.k))].sort((a, b) => a - b);
+  return { plan, ks, seed: doc.seed ?? seed };
 }

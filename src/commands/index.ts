@@ -1,6 +1,6 @@
 /** Every subcommand, registered on one commander program. */
 import type { Command } from 'commander';
-import { registerInspect } from './inspect-cmd.js';
+import { registerInspect } from './inspect.js';
 import { registerLesion } from './lesion.js';
 import { registerExport } from './export.js';
 import { registerPaths } from './paths.js';

@@ -1,72 +1,9 @@
 /** reslens inspect: the residual structure of a model, as a table or JSON. */
 import Table from 'cli-table3';
-import { attrInt, type NodeProto } from '../loader/proto.js';
-import { unitInfo } from '../engine/lesion.js';
-import { openNetwork, type Network } from '../engine/network.js';
-import type { Runtime } from '../engine/session.js';
-import { fmtCount, fmtShape, shortOps } from './output.js';
-
-export interface InspectReport {
-  model: { path: string; sha256: string; irVersion: number; opset: number; metadata: Record<string, string> };
-  kind: 'residual' | 'plain' | 'dense';
-  input: { name: string; shape: number[] };
-  blocks: {
-    index: number; stage: number; input: string; output: string; shortcut: 'identity' | 'projection';
-    post: string | null; downsampling: boolean; residualBranch: string[]; shortcutOps: string[];
-    params: number; inputShape: number[] | null; outputShape: number[] | null;
-  }[];
-  layers: { index: number; stage: number; input: string; output: string; ops: string[]; params: number; inputShape: number[] | null; outputShape: number[] | null; deletable: boolean }[];
-  stages: { index: number; units: number[]; outputShape: number[] | null }[];
-  totals: { blocks: number; layers: number; stages: number; paths: string; params: number };
-  stem: string[];
-  head: string[];
-  notes: string[];
-}
-
-function opLabel(n: NodeProto): string {
-  if (n.opType === 'Conv') {
-    const group = attrInt(n, 'group', 1);
-    if (group > 1) return `Conv/g${group}`;
-  }
-  return n.opType!;
-}
-
-export function inspectReport(net: Network): InspectReport {
-  const { structure: s, graph: g, shapes, model } = net;
-  const shape = (t: string) => shapes.get(t) ?? null;
-  const units = s.kind === 'residual' ? s.blocks : s.layers;
-  // What lesion may delete, decided in one place (empty for dense and branching networks).
-  const deletable = new Set(unitInfo(net).filter((u) => u.deletable).map((u) => u.unit));
-  const stages: InspectReport['stages'] = [];
-  for (const u of units) {
-    let st = stages.find((x) => x.index === u.stage);
-    if (!st) stages.push((st = { index: u.stage, units: [], outputShape: shape(u.output) }));
-    st.units.push(u.index);
-  }
-  return {
-    model: { path: model.path, sha256: model.sha256, irVersion: model.irVersion, opset: model.opset, metadata: model.metadata },
-    kind: s.kind,
-    input: { name: net.input, shape: [1, ...net.preprocessing.inputShape] },
-    blocks: s.blocks.map((b) => ({
-      index: b.index, stage: b.stage, input: b.input, output: b.output, shortcut: b.shortcutKind, post: b.post,
-      downsampling: b.downsampling, residualBranch: b.residualBranch.map((j) => opLabel(g.nodes[j]!)),
-      shortcutOps: b.shortcut.map((j) => opLabel(g.nodes[j]!)), params: b.params,
-      inputShape: shape(b.input), outputShape: shape(b.output),
-    })),
-    layers: s.layers.map((l) => ({
-      index: l.index, stage: l.stage, input: l.input, output: l.output, ops: l.nodes.map((j) => opLabel(g.nodes[j]!)),
-      params: l.params, inputShape: shape(l.input), outputShape: shape(l.output), deletable: s.kind === 'plain' && deletable.has(l.index),
-    })),
-    stages,
-    totals: {
-      blocks: s.blocks.length, layers: s.layers.length, stages: stages.length,
-      paths: (1n << BigInt(s.blocks.length)).toString(), params: s.params,
-    },
-    stem: s.stemOps,
-    head: s.headOps,
-    notes: s.notes,
-  };
-}
+import type { Command } from 'commander';
+import { inspect, type InspectReport } from '../studies/inspect.js';
+import { addJsonOptions, addPreprocessOptions, addRuntimeOptions, preprocessOptions, withRuntime, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { emitJson, fmtCount, fmtShape, shortOps, useColor } from './output.js';
 
 function bigPow2(n: number): string {
   const exact = (1n << BigInt(n)).toString();
@@ -106,7 +43,21 @@ export function renderInspect(r: InspectReport, color: boolean): string {
   return out.join('\n') + '\n';
 }
 
-export async function inspect(rt: Runtime, file: string, flags: { size?: string }): Promise<InspectReport> {
-  const net = await openNetwork(rt, file, flags);
-  return inspectReport(net);
+export function registerInspect(program: Command): void {
+  const cmd = program
+    .command('inspect')
+    .description('find the residual blocks of an ONNX model and show its structure')
+    .argument('<model>', 'an ONNX file')
+    .addHelpText('after', `
+Examples:
+  reslens inspect fixtures/models/resnet56.onnx
+  reslens inspect model.onnx --json            # JSON to stdout
+  reslens inspect model.onnx --json out.json   # JSON to a file (refuses to overwrite without --force)
+  reslens inspect imagenet.onnx --size 224,224 # when the input size is not fixed in the model`);
+  addPreprocessOptions(addJsonOptions(addRuntimeOptions(cmd)));
+  cmd.action(async (model: string, opts: JsonFlags & RuntimeFlags & PreprocessFlags) => {
+    const report = await withRuntime(opts, (rt) => inspect(rt, model, preprocessOptions(opts)));
+    // The table too, unless the JSON itself went to stdout.
+    if (!emitJson(report, opts.json, !!opts.force)) process.stdout.write(renderInspect(report, useColor()));
+  });
 }

@@ -5,22 +5,15 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { parseBlockList } from '../blocklist.js';
 import { Engine } from '../engine/engine.js';
-import { runLesion, type LesionMode, type LesionResult } from '../engine/lesion.js';
+import { parseMode, runLesion, type LesionResult } from '../studies/lesion.js';
 import { openNetwork } from '../engine/network.js';
-import { onnxruntimeVersion } from '../engine/session.js';
+import { unitsOf } from '../studies/network.js';
+import { docHead } from '../studies/document.js';
 import { defaultBatch } from '../engine/device.js';
-import { Interrupted, UserError } from '../errors.js';
+import { Interrupted } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, seedArg, withRuntime, DEFAULT_MODEL } from './common.js';
+import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, DEFAULT_MODEL, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
-
-export function parseMode(s: string): LesionMode {
-  if (s === 'delete' || s === 'zero') return { kind: 'delete' };
-  if (s === 'mean') return { kind: 'mean' };
-  const m = /^scale:(.+)$/.exec(s);
-  if (m && Number.isFinite(Number(m[1]))) return { kind: 'scale', alpha: Number(m[1]) };
-  throw new UserError(`--mode: '${s}' is not one of delete, scale:ALPHA (e.g. scale:0.5), mean`);
-}
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
 const signed = (d: number) => `${d >= 0 ? '+' : ''}${(d * 100).toFixed(2)}`;
@@ -72,6 +65,23 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   return out.join('\n') + '\n';
 }
 
+/** The lesion study's options named by the lesion command's flags where the names differ. */
+const LESION_FLAGS = { blocks: '--delete', swaps: '--reorder' };
+
+interface LesionFlags extends DataFlags, RuntimeFlags, JsonFlags, PreprocessFlags {
+  mode: string;
+  k?: string;
+  samples: number;
+  seed: number;
+  delete?: string;
+  reorder?: boolean;
+  swaps: number;
+  single: boolean;
+  includeDownsampling?: boolean;
+  cache: boolean;
+  batch?: number;
+}
+
 export function registerLesion(program: Command): void {
   const cmd = program
     .command('lesion')
@@ -95,11 +105,11 @@ Examples:
   reslens lesion model.onnx --mode scale:0.5 --json out.json
   reslens lesion model.onnx --reorder --swaps 8`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
-  cmd.action(async (modelPath: string, o: Record<string, any>) => {
+  cmd.action((modelPath: string, o: LesionFlags) => withFlagNames(LESION_FLAGS, async () => {
     const mode = parseMode(o.mode);
     await withRuntime({ ...o, announce: true }, async (rt) => {
-      const net = await openNetwork(rt, modelPath, o);
-      const n = net.structure.kind === 'residual' ? net.structure.blocks.length : net.structure.layers.length;
+      const net = await openNetwork(rt, modelPath, preprocessOptions(o));
+      const n = unitsOf(net);
       const k = o.k ? parseBlockList(o.k, '--k', n, 1) : [];
       const blocks = o.delete ? parseBlockList(o.delete, '--delete', n - 1) : undefined;
       const data = await openDataFor(net, o);
@@ -114,15 +124,7 @@ Examples:
         }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;
-        const doc = {
-          command: 'lesion',
-          model: { path: modelPath, sha256: net.model.sha256 },
-          data: { description: data.description, size: data.size, sha256: await data.sha256() },
-          onnxruntime: await onnxruntimeVersion(),
-          device: rt.device,
-          seconds,
-          ...result,
-        };
+        const doc = { command: 'lesion', ...(await docHead(rt, net, modelPath, data, seconds)), ...result };
         if (!emitJson(doc, o.json, !!o.force)) {
           process.stdout.write(renderLesion(result, { model: modelPath, data: data.description }, useColor()));
           process.stderr.write(`${result.evaluations} configurations × ${data.size} samples in ${seconds.toFixed(1)}s\n`);
@@ -132,5 +134,5 @@ Examples:
         await data.close();
       }
     });
-  });
+  }));
 }

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { renderHtml } from '../report/html.js';
 import { assemble, checkReport, checkShards, readState } from '../report/state.js';
-import { toJson, writeFileAtomic } from './output.js';
+import { toJson, writeFileAtomic } from '../files.js';
 import { renderReportSummary } from './report.js';
 
 export function registerMerge(program: Command): void {

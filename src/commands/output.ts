@@ -1,27 +1,8 @@
 /** Where results go: stdout tables, JSON to stdout or to a file written atomically. */
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { UserError } from '../errors.js';
+import { toJson, writeFileAtomic } from '../files.js';
 
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
   return !!stream.isTTY && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
-}
-
-/** BigInt-safe JSON: bigints become decimal strings. */
-export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n';
-}
-
-/** Writes `text` to `file` via a temporary file and rename, refusing to replace a file unless `force`. */
-export function writeFileAtomic(file: string, text: string | Uint8Array, force: boolean, flag = '--json'): void {
-  if (existsSync(file) && !force) {
-    throw new UserError(`${file}: already exists; pass --force to replace it or choose another ${flag} path`);
-  }
-  const dir = path.dirname(path.resolve(file));
-  if (!existsSync(dir)) throw new UserError(`${file}: folder ${dir} does not exist; create it first`);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
 }
 
 /** `--json` alone → stdout; `--json FILE` → FILE. Returns true when stdout was used. */

@@ -4,55 +4,20 @@ import { Option } from 'commander';
 import { parseBlockList } from '../blocklist.js';
 import { openNetwork } from '../engine/network.js';
 import { UserError } from '../errors.js';
-import { linearDecaySurvival, pathLengthDistribution, poissonBinomial, rangeMass, shortestRange, summarize } from '../paths/distribution.js';
+import { pathLengthDistribution } from '../paths/distribution.js';
+import { unitsOf } from '../studies/network.js';
+import { blockPaths, networkPaths, pathsReport, type PathsOptions, type PathsReport } from '../studies/paths.js';
 import { renderPathHistogram } from '../paths/render.js';
-import { addJsonOptions, addRuntimeOptions, positiveInt, withRuntime } from './common.js';
+import { addJsonOptions, addRuntimeOptions, positiveInt, withFlagNames, withRuntime, type JsonFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
 
-export interface PathsReport {
-  n: number;
-  source: string;
-  deleted: number[];
-  distribution: { k: number; count: string; probability: number }[];
-  totalPaths: string;
-  summary: { mean: number; sd: number; mode: number };
-  shortestRanges: { mass: number; lo: number; hi: number; held: number }[];
-  ranges: { lo: number; hi: number; mass: number }[];
-  stochasticDepth: null | { survival: number[]; source: string; distribution: number[]; summary: { mean: number; sd: number; mode: number }; shortestRange95: { lo: number; hi: number; held: number } };
-}
-
-/** Parses "19-35,5-17" into ranges. */
-function parseRanges(s: string, n: number): { lo: number; hi: number }[] {
+/** Parses "19-35,5-17" into ranges (the study checks them against the block count). */
+function parseRanges(s: string): { lo: number; hi: number }[] {
   return s.split(',').map((part) => {
     const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(part);
     if (!m) throw new UserError(`--range: '${part}' is not a range like 19-35`);
-    const [lo, hi] = [Number(m[1]), Number(m[2])];
-    if (lo > hi || hi > n) throw new UserError(`--range: '${part}' must satisfy lo <= hi <= ${n}`);
-    return { lo, hi };
+    return { lo: Number(m[1]), hi: Number(m[2]) };
   });
-}
-
-export function pathsReport(n: number, source: string, deleted: number[], ranges: string | undefined, survival: { p: number[]; source: string } | null): PathsReport {
-  const d = pathLengthDistribution(n);
-  const sr = (mass: number) => {
-    const r = shortestRange(d.probability, mass);
-    return { mass, lo: r.lo, hi: r.hi, held: r.mass };
-  };
-  let sd: PathsReport['stochasticDepth'] = null;
-  if (survival) {
-    const dist = poissonBinomial(survival.p);
-    const r = shortestRange(dist, 0.95);
-    sd = { survival: survival.p, source: survival.source, distribution: dist, summary: summarize(dist), shortestRange95: { lo: r.lo, hi: r.hi, held: r.mass } };
-  }
-  return {
-    n, source, deleted,
-    distribution: d.counts.map((c, k) => ({ k, count: c.toString(), probability: d.probability[k]! })),
-    totalPaths: d.total.toString(),
-    summary: summarize(d.probability),
-    shortestRanges: [sr(0.9), sr(0.95), sr(0.99)],
-    ranges: ranges ? parseRanges(ranges, n).map((r) => ({ ...r, mass: rangeMass(d.probability, r.lo, r.hi) })) : [],
-    stochasticDepth: sd,
-  };
 }
 
 export function renderPaths(r: PathsReport, color: boolean, width: number): string {
@@ -77,6 +42,13 @@ function fmtShare(x: number): string {
   return p >= 10 ? `${p.toFixed(1)}%` : p >= 0.1 ? `${p.toFixed(2)}%` : `${p.toPrecision(2)}%`;
 }
 
+interface PathsFlags extends JsonFlags, RuntimeFlags {
+  blocks?: number;
+  delete?: string;
+  pL?: number;
+  range?: string;
+}
+
 export function registerPaths(program: Command): void {
   const cmd = program
     .command('paths')
@@ -96,33 +68,23 @@ Examples:
   reslens paths fixtures/models/sd56.onnx         # with the survival probabilities in its metadata
   reslens paths --blocks 500 --pL 0.5 --json`);
   addJsonOptions(addRuntimeOptions(cmd));
-  cmd.action(async (modelPath: string | undefined, o: Record<string, any>) => {
-    let n: number;
-    let source: string;
-    let deleted: number[] = [];
-    let survival: { p: number[]; source: string } | null = null;
+  cmd.action((modelPath: string | undefined, o: PathsFlags) => withFlagNames({ ranges: '--range' }, async () => {
     if (modelPath && o.blocks) throw new UserError('paths: give a model or --blocks, not both');
+    const ranges = o.range ? parseRanges(o.range) : [];
+    let options: PathsOptions;
     if (modelPath) {
       const net = await withRuntime(o, (rt) => openNetwork(rt, modelPath));
-      if (net.structure.kind !== 'residual') throw new UserError(`${modelPath}: a ${net.structure.kind} network has no residual blocks, so no paths to count`);
-      const total = net.structure.blocks.length;
-      deleted = o.delete ? parseBlockList(o.delete, '--delete', total - 1) : [];
-      n = total - deleted.length;
-      source = modelPath;
-      const kept = [...Array(total).keys()].filter((i) => !deleted.includes(i));
-      if (o.pL !== undefined) survival = { p: linearDecaySurvival(total, o.pL).filter((_, i) => kept.includes(i)), source: `linear decay to pL = ${o.pL}` };
-      else if (net.preprocessing.survival) survival = { p: net.preprocessing.survival.filter((_, i) => kept.includes(i)), source: 'reslens.survival in the model' };
+      const deleted = o.delete ? parseBlockList(o.delete, '--delete', unitsOf(net) - 1) : [];
+      options = networkPaths(net, modelPath, { deleted, pL: o.pL, ranges });
     } else if (o.blocks) {
       if (o.delete) throw new UserError('--delete needs a model');
-      n = o.blocks;
-      source = `${n} blocks`;
-      if (o.pL !== undefined) survival = { p: linearDecaySurvival(n, o.pL), source: `linear decay to pL = ${o.pL}` };
+      options = blockPaths(o.blocks, { pL: o.pL, ranges });
     } else {
       throw new UserError('paths: give a model (reslens paths model.onnx) or a block count (--blocks 54)');
     }
-    const report = pathsReport(n, source, deleted, o.range, survival);
+    const report = pathsReport(options);
     if (!emitJson({ command: 'paths', ...report }, o.json, !!o.force)) {
       process.stdout.write(renderPaths(report, useColor(), Math.min(process.stdout.columns ?? 100, 120)));
     }
-  });
+  }));
 }

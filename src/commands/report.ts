@@ -7,25 +7,20 @@ import { Option } from 'commander';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { parseBlockList } from '../blocklist.js';
 import { defaultBatch } from '../engine/device.js';
-import { unitInfo } from '../engine/lesion.js';
 import { openNetwork, type Network } from '../engine/network.js';
-import { onnxruntimeVersion } from '../engine/session.js';
+import { onnxruntimeVersion, type Runtime } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
+import { toJson, writeFileAtomic } from '../files.js';
 import type { Dataset } from '../loader/data/dataset.js';
-import { unitCount } from '../surgery/split.js';
 import { renderHtml } from '../report/html.js';
 import { compareLesionPlan, gradientPlan, mainLesionPlan, parseShard } from '../report/plan.js';
 import { reslensVersion, runReport } from '../report/run.js';
 import { Report, ReportState, SCHEMA_VERSION, type NetworkDesc, type ReportConfig } from '../report/schema.js';
 import { assemble, checkReport, configDifferences, readState, removeStaleTemps, saveState } from '../report/state.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, seedArg, shareArg, withRuntime } from './common.js';
-import { parseMode } from './lesion.js';
-import { toJson, writeFileAtomic } from './output.js';
-
-function networkDesc(net: Network): NetworkDesc {
-  const s = net.structure;
-  return { kind: s.kind, n: unitCount(s), units: unitInfo(net) };
-}
+import { checkMode, formatMode, parseMode, type LesionMode } from '../studies/lesion.js';
+import { planNetwork } from '../studies/network.js';
+import { progressBar } from '../ui/progress.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
 
@@ -105,154 +100,208 @@ Examples:
   reslens report model.onnx --data d.npy -o r.json --resume          # after Ctrl-C or a crash: carry on
   reslens report model.onnx --data d.npy --shard 2/8 -o shard-2.json # then: reslens merge shard-*.json -o r.json`);
   addPreprocessOptions(addRuntimeOptions(addDataOptions(cmd)));
-  cmd.action(async (modelPath: string, o: Record<string, any>) => {
-    const mode = parseMode(o.mode);
-    const shard = o.shard ? parseShard(o.shard) : { index: 0, count: 1 };
-    const sharded = !!o.shard;
-    const out: string = o.output;
-    const partial = `${out}.partial`;
-    if (sharded && o.html) throw new UserError('--html: a shard has only part of the results; pass --html to reslens merge instead');
-    if (o.compare && mode.kind !== 'delete') throw new UserError(`--compare: plain networks can only be lesioned with --mode delete, not ${o.mode}`);
-    const exists = (f: string, flag: string) => new UserError(`${f}: already exists; pass --force to replace it or choose another ${flag} path`);
-    // With --resume an existing output may be this run's, finished: checked once the options are known.
-    if (existsSync(out) && !o.force && !o.resume) throw exists(out, '-o');
-    if (o.html && existsSync(o.html) && !o.force && !(o.resume && existsSync(out))) throw exists(o.html, '--html');
-    let prior: ReportState | null = null;
-    if (existsSync(partial)) {
-      if (o.resume) prior = readState(partial);
-      else if (!o.force) throw new UserError(`${partial}: progress of an unfinished run; pass --resume to continue it or --force to start over`);
-    }
-    removeStaleTemps(partial);
-    removeStaleTemps(out);
+  cmd.action((modelPath: string, o: ReportFlags) => withFlagNames(REPORT_FLAGS, () => report(modelPath, o)));
+}
 
-    await withRuntime({ ...o, announce: true }, async (rt) => {
-      const net = await openNetwork(rt, modelPath, o);
-      const device = await rt.resolveDevice();
-      const data = await openDataFor(net, o);
-      let cmp: { net: Network; data: Dataset } | null = null;
-      try {
-        const desc = networkDesc(net);
-        const notes: string[] = [];
-        const residual = desc.kind === 'residual';
-        const parts = {
-          inspect: !!o.inspect,
-          lesion: !!o.lesion && desc.kind !== 'dense',
-          reorder: !!o.reorder && residual,
-          paths: !!o.paths && residual,
-          gradients: !!o.gradients && residual,
-          compare: !!o.compare,
-        };
-        if (o.lesion && !parts.lesion) notes.push(`lesion: a dense network has no blocks to delete`);
-        if (o.reorder && !parts.reorder) notes.push(`reorder: only residual networks can be reordered (this one is ${desc.kind})`);
-        if (o.paths && !parts.paths) notes.push(`paths: a ${desc.kind} network has no residual blocks, so no paths`);
-        if (o.gradients && !parts.gradients) notes.push(`gradients: a ${desc.kind} network has no residual blocks, so no paths to restrict gradients to`);
-        if (mode.kind !== 'delete' && desc.kind !== 'residual' && parts.lesion) throw new UserError(`--mode ${o.mode}: plain networks have no residual branch to scale or average; use --mode delete`);
+/** The report's study options named by its flags where the names differ. */
+const REPORT_FLAGS = { ks: '--gradient-k', batchSize: '--gradient-batch', swaps: '--reorder' };
 
-        let cdesc: NetworkDesc | null = null;
-        if (o.compare) {
-          const cnet = await openNetwork(rt, o.compare, o);
-          cmp = { net: cnet, data: await openDataFor(cnet, o) };
-          cdesc = networkDesc(cnet);
-          if (cdesc.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks to delete; --compare takes a plain or residual network`);
-        }
-        const eligible = (d: NetworkDesc) => d.units.filter((u) => u.deletable && (o.includeDownsampling || !u.downsampling)).length;
-        let k: number[];
-        if (o.k) k = parseBlockList(o.k, '--k', desc.n, 1);
-        else {
-          const top = parts.lesion || cdesc ? Math.min(10, ...(parts.lesion ? [eligible(desc)] : []), ...(cdesc ? [eligible(cdesc)] : [])) : 0;
-          k = [...Array(Math.max(0, top)).keys()].map((i) => i + 1);
-        }
-        const gradientK = residual ? (o.gradientK ? parseBlockList(o.gradientK, '--gradient-k', desc.n, 0) : [...Array(desc.n + 1).keys()]) : [];
-        const config: ReportConfig = {
-          parts,
-          mode: mode.kind === 'scale' ? `scale:${mode.alpha}` : mode.kind,
-          k,
-          samples: o.samples,
-          swaps: o.swaps,
-          includeDownsampling: !!o.includeDownsampling,
-          seed: o.seed,
-          batch: o.batch ?? prior?.config.batch ?? defaultBatch(device),
-          gradientK,
-          gradientSamples: o.gradientSamples,
-          gradientBatch: o.gradientBatch,
-          gradientSeed: o.gradientSeed,
-          mass: o.mass,
-          limit: o.limit ?? null,
-          compare: o.compare ?? null,
-        };
-        if (parts.gradients && config.gradientBatch > data.size) throw new UserError(`--gradient-batch ${config.gradientBatch}: the data set has only ${data.size} samples`);
-        // Plans that cannot be made (k above the eligible blocks, nothing to reorder) fail here, before any work.
-        if (parts.lesion || parts.reorder) mainLesionPlan(desc, config);
-        if (cdesc) compareLesionPlan(cdesc, config);
-        if (parts.gradients) gradientPlan(desc.n, data.size, config);
-        const dataRef = { description: data.description, size: data.size, sha256: await data.sha256(), classes: data.classes };
-        const modelRef = { path: modelPath, sha256: net.model.sha256, metadata: net.model.metadata };
-        const comparison = cmp && cdesc
-          ? { model: { path: o.compare as string, sha256: cmp.net.model.sha256 }, data: { description: cmp.data.description, size: cmp.data.size, sha256: await cmp.data.sha256() }, network: cdesc }
-          : null;
-        if (existsSync(out) && !o.force) {
-          if (finished(out, sharded ? shard : null, config, modelRef.sha256, dataRef.sha256)) {
-            rmSync(partial, { force: true });
-            process.stderr.write(`${out}: already finished with these options; nothing to do\n`);
-            return;
-          }
-          throw exists(out, '-o');
-        }
-        const ortVersion = await onnxruntimeVersion();
-        let state: ReportState;
-        if (o.resume && !prior) process.stderr.write(`reslens: ${partial} not found: nothing to resume, starting from the beginning\n`);
-        if (prior) {
-          const diff = configDifferences(prior.config, config);
-          const why = [
-            ...(prior.model.sha256 !== modelRef.sha256 ? [`the model (${prior.model.path}) differs`] : []),
-            ...(prior.data.sha256 !== dataRef.sha256 || prior.data.size !== dataRef.size ? [`the data (${prior.data.description}) differs`] : []),
-            ...((prior.comparison?.model.sha256 ?? null) !== (comparison?.model.sha256 ?? null) ? ['the --compare model differs'] : []),
-            ...(prior.shard.index !== shard.index || prior.shard.count !== shard.count ? [`it is shard ${prior.shard.index}/${prior.shard.count}`] : []),
-            ...(prior.reslens !== reslensVersion() ? [`it was written by reslens ${prior.reslens}`] : []),
-            ...diff,
-          ];
-          if (why.length) throw new UserError(`${partial}: cannot resume: ${why.join('; ')}; repeat the first run's options, or pass --force to start over`);
-          state = prior;
-          const left = Object.entries(state.parts).filter(([, p]) => p?.done).map(([n]) => n);
-          process.stderr.write(`resuming ${partial}${left.length ? ` (done: ${left.join(', ')})` : ''}\n`);
-        } else {
-          state = {
-            schemaVersion: SCHEMA_VERSION, kind: 'partial', reslens: reslensVersion(), onnxruntime: ortVersion, device,
-            config, shard, model: modelRef, data: dataRef, network: desc, comparison, notes, startedAt: new Date().toISOString(),
-            parts: { inspect: null, paths: null, lesion: null, reorder: null, compare: null, gradients: null },
-          };
-        }
-        saveState(partial, state);
-        const stop = interruptSignal();
-        try {
-          await runReport({ rt, net, data, compare: cmp, state, file: partial, signal: stop.signal, mode, log: (l) => process.stderr.write(`${l}\n`) });
-        } catch (e) {
-          if (e instanceof Interrupted) throw new Interrupted(`interrupted: progress is in ${partial}; run the same command with --resume to continue`);
-          throw e;
-        } finally {
-          stop.dispose();
-        }
-        if (sharded) {
-          state.kind = 'shard';
-          writeFileAtomic(out, toJson(state), !!o.force, '-o');
+interface ReportFlags extends DataFlags, RuntimeFlags, PreprocessFlags {
+  output: string;
+  force?: boolean;
+  resume?: boolean;
+  html?: string;
+  compare?: string;
+  shard?: string;
+  inspect: boolean;
+  lesion: boolean;
+  reorder: boolean;
+  paths: boolean;
+  gradients: boolean;
+  mode: string;
+  k?: string;
+  samples: number;
+  swaps: number;
+  includeDownsampling?: boolean;
+  seed: number;
+  gradientSamples: number;
+  gradientK?: string;
+  gradientBatch: number;
+  gradientSeed: number;
+  mass: number;
+  batch?: number;
+}
+
+const exists = (f: string, flag: string) => new UserError(`${f}: already exists; pass --force to replace it or choose another ${flag} path`);
+
+async function report(modelPath: string, o: ReportFlags): Promise<void> {
+  const mode = parseMode(o.mode);
+  const shard = o.shard ? parseShard(o.shard) : { index: 0, count: 1 };
+  const sharded = !!o.shard;
+  const out = o.output;
+  const partial = `${out}.partial`;
+  if (sharded && o.html) throw new UserError('--html: a shard has only part of the results; pass --html to reslens merge instead');
+  if (o.compare && mode.kind !== 'delete') throw new UserError(`--compare: plain networks can only be lesioned with --mode delete, not ${o.mode}`);
+  // With --resume an existing output may be this run's, finished: checked once the options are known.
+  if (existsSync(out) && !o.force && !o.resume) throw exists(out, '-o');
+  if (o.html && existsSync(o.html) && !o.force && !(o.resume && existsSync(out))) throw exists(o.html, '--html');
+  let prior: ReportState | null = null;
+  if (existsSync(partial)) {
+    if (o.resume) prior = readState(partial);
+    else if (!o.force) throw new UserError(`${partial}: progress of an unfinished run; pass --resume to continue it or --force to start over`);
+  }
+  removeStaleTemps(partial);
+  removeStaleTemps(out);
+
+  await withRuntime({ ...o, announce: true }, async (rt) => {
+    const net = await openNetwork(rt, modelPath, preprocessOptions(o));
+    const device = await rt.resolveDevice();
+    const data = await openDataFor(net, o);
+    let cmp: { net: Network; data: Dataset } | null = null;
+    try {
+      const desc = planNetwork(net);
+      const { parts, notes } = reportParts(o, desc, mode);
+      let cdesc: NetworkDesc | null = null;
+      if (o.compare) {
+        const cnet = await openNetwork(rt, o.compare, preprocessOptions(o));
+        cmp = { net: cnet, data: await openDataFor(cnet, o) };
+        cdesc = planNetwork(cnet);
+        if (cdesc.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks to delete; --compare takes a plain or residual network`);
+      }
+      const config = reportConfig(o, parts, mode, desc, cdesc, prior?.config.batch ?? defaultBatch(device));
+      // Plans that cannot be made (k above the eligible blocks, nothing to reorder, a batch
+      // larger than the data) fail here, before any work.
+      if (parts.lesion || parts.reorder) mainLesionPlan(desc, config);
+      if (cdesc) compareLesionPlan(cdesc, config);
+      if (parts.gradients) gradientPlan(desc.n, data.size, config);
+      const dataRef = { description: data.description, size: data.size, sha256: await data.sha256(), classes: data.classes };
+      const modelRef = { path: modelPath, sha256: net.model.sha256, metadata: net.model.metadata };
+      const comparison = cmp && cdesc
+        ? { model: { path: o.compare!, sha256: cmp.net.model.sha256 }, data: { description: cmp.data.description, size: cmp.data.size, sha256: await cmp.data.sha256() }, network: cdesc }
+        : null;
+      if (existsSync(out) && !o.force) {
+        if (finished(out, sharded ? shard : null, config, modelRef.sha256, dataRef.sha256)) {
           rmSync(partial, { force: true });
-          process.stderr.write(`wrote shard ${shard.index}/${shard.count} to ${out}; combine the shards with reslens merge\n`);
+          process.stderr.write(`${out}: already finished with these options; nothing to do\n`);
           return;
         }
-        const report = checkReport(assemble([state]));
-        const html = o.html ? await renderHtml(report) : null;
-        writeFileAtomic(out, toJson(report), !!o.force, '-o');
-        process.stderr.write(`wrote ${out}\n`);
-        if (html !== null) {
-          writeFileAtomic(o.html, html, !!o.force, '--html');
-          process.stderr.write(`wrote ${o.html}\n`);
-        }
-        rmSync(partial, { force: true });
-        process.stdout.write(renderReportSummary(report));
-      } finally {
-        await data.close();
-        await cmp?.data.close();
+        throw exists(out, '-o');
       }
-    });
+      if (o.resume && !prior) process.stderr.write(`reslens: ${partial} not found: nothing to resume, starting from the beginning\n`);
+      const fresh: ReportState = {
+        schemaVersion: SCHEMA_VERSION, kind: 'partial', reslens: reslensVersion(), onnxruntime: await onnxruntimeVersion(), device,
+        config, shard, model: modelRef, data: dataRef, network: desc, comparison, notes, startedAt: new Date().toISOString(),
+        parts: { inspect: null, paths: null, lesion: null, reorder: null, compare: null, gradients: null },
+      };
+      const state = prior ? resumable(prior, fresh, partial) : fresh;
+      saveState(partial, state);
+      await runParts(rt, { net, data, compare: cmp, state, partial, mode });
+      await writeOutputs(state, o, partial);
+    } finally {
+      await data.close();
+      await cmp?.data.close();
+    }
   });
+}
+
+/** Which parts this network can have, and a note for each asked for that it cannot. */
+function reportParts(o: ReportFlags, desc: NetworkDesc, mode: LesionMode): { parts: ReportConfig['parts']; notes: string[] } {
+  const residual = desc.kind === 'residual';
+  const parts = {
+    inspect: !!o.inspect,
+    lesion: !!o.lesion && desc.kind !== 'dense',
+    reorder: !!o.reorder && residual,
+    paths: !!o.paths && residual,
+    gradients: !!o.gradients && residual,
+    compare: !!o.compare,
+  };
+  const notes: string[] = [];
+  if (o.lesion && !parts.lesion) notes.push(`lesion: a dense network has no blocks to delete`);
+  if (o.reorder && !parts.reorder) notes.push(`reorder: only residual networks can be reordered (this one is ${desc.kind})`);
+  if (o.paths && !parts.paths) notes.push(`paths: a ${desc.kind} network has no residual blocks, so no paths`);
+  if (o.gradients && !parts.gradients) notes.push(`gradients: a ${desc.kind} network has no residual blocks, so no paths to restrict gradients to`);
+  if (parts.lesion) checkMode(desc.kind, mode);
+  return { parts, notes };
+}
+
+/** The options every shard and resumed run must share (and the batch, which may differ). */
+function reportConfig(o: ReportFlags, parts: ReportConfig['parts'], mode: LesionMode, desc: NetworkDesc, cdesc: NetworkDesc | null, batch: number): ReportConfig {
+  const eligible = (d: NetworkDesc) => d.units.filter((u) => u.deletable && (o.includeDownsampling || !u.downsampling)).length;
+  let k: number[];
+  if (o.k) k = parseBlockList(o.k, '--k', desc.n, 1);
+  else {
+    const top = parts.lesion || cdesc ? Math.min(10, ...(parts.lesion ? [eligible(desc)] : []), ...(cdesc ? [eligible(cdesc)] : [])) : 0;
+    k = [...Array(Math.max(0, top)).keys()].map((i) => i + 1);
+  }
+  const gradientK = desc.kind === 'residual' ? (o.gradientK ? parseBlockList(o.gradientK, '--gradient-k', desc.n, 0) : [...Array(desc.n + 1).keys()]) : [];
+  return {
+    parts,
+    mode: formatMode(mode),
+    k,
+    samples: o.samples,
+    swaps: o.swaps,
+    includeDownsampling: !!o.includeDownsampling,
+    seed: o.seed,
+    batch: o.batch ?? batch,
+    gradientK,
+    gradientSamples: o.gradientSamples,
+    gradientBatch: o.gradientBatch,
+    gradientSeed: o.gradientSeed,
+    mass: o.mass,
+    limit: o.limit ?? null,
+    compare: o.compare ?? null,
+  };
+}
+
+/** The progress file to carry on from, once it is known to be this run's. */
+function resumable(prior: ReportState, fresh: ReportState, partial: string): ReportState {
+  const why = [
+    ...(prior.model.sha256 !== fresh.model.sha256 ? [`the model (${prior.model.path}) differs`] : []),
+    ...(prior.data.sha256 !== fresh.data.sha256 || prior.data.size !== fresh.data.size ? [`the data (${prior.data.description}) differs`] : []),
+    ...((prior.comparison?.model.sha256 ?? null) !== (fresh.comparison?.model.sha256 ?? null) ? ['the --compare model differs'] : []),
+    ...(prior.shard.index !== fresh.shard.index || prior.shard.count !== fresh.shard.count ? [`it is shard ${prior.shard.index}/${prior.shard.count}`] : []),
+    ...(prior.reslens !== fresh.reslens ? [`it was written by reslens ${prior.reslens}`] : []),
+    ...configDifferences(prior.config, fresh.config),
+  ];
+  if (why.length) throw new UserError(`${partial}: cannot resume: ${why.join('; ')}; repeat the first run's options, or pass --force to start over`);
+  const left = Object.entries(prior.parts).filter(([, p]) => p?.done).map(([n]) => n);
+  process.stderr.write(`resuming ${partial}${left.length ? ` (done: ${left.join(', ')})` : ''}\n`);
+  return prior;
+}
+
+async function runParts(rt: Runtime, r: { net: Network; data: Dataset; compare: { net: Network; data: Dataset } | null; state: ReportState; partial: string; mode: LesionMode }): Promise<void> {
+  const stop = interruptSignal();
+  try {
+    await runReport({
+      rt, net: r.net, data: r.data, compare: r.compare, state: r.state, file: r.partial, signal: stop.signal, mode: r.mode,
+      log: (l) => process.stderr.write(`${l}\n`), progress: (label, total) => progressBar(label, total),
+    });
+  } catch (e) {
+    if (e instanceof Interrupted) throw new Interrupted(`interrupted: progress is in ${r.partial}; run the same command with --resume to continue`);
+    throw e;
+  } finally {
+    stop.dispose();
+  }
+}
+
+/** The shard file, or the report (and its page) and the summary on stdout; then the progress file goes. */
+async function writeOutputs(state: ReportState, o: ReportFlags, partial: string): Promise<void> {
+  const out = o.output;
+  if (o.shard) {
+    state.kind = 'shard';
+    writeFileAtomic(out, toJson(state), !!o.force, '-o');
+    rmSync(partial, { force: true });
+    process.stderr.write(`wrote shard ${state.shard.index}/${state.shard.count} to ${out}; combine the shards with reslens merge\n`);
+    return;
+  }
+  const report = checkReport(assemble([state]));
+  const html = o.html ? await renderHtml(report) : null;
+  writeFileAtomic(out, toJson(report), !!o.force, '-o');
+  process.stderr.write(`wrote ${out}\n`);
+  if (html !== null) {
+    writeFileAtomic(o.html!, html, !!o.force, '--html');
+    process.stderr.write(`wrote ${o.html}\n`);
+  }
+  rmSync(partial, { force: true });
+  process.stdout.write(renderReportSummary(report));
 }

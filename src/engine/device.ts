@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { UserError } from '../errors.js';
+import { OptionError } from '../errors.js';
 import { encodeModel, makeModel, makeNode, valueInfo } from '../loader/proto.js';
 import { loadOrt, type Device } from './session.js';
 
@@ -98,11 +98,11 @@ function probeInChild(d: Device): Promise<string | null> {
 }
 
 export async function selectDevice(requested: DeviceRequest, probe: DeviceProbe = realProbe): Promise<DeviceChoice> {
-  if (!DEVICES.includes(requested)) throw new UserError(`--device: '${requested}' is not one of ${DEVICES.join(', ')}`);
+  if (!DEVICES.includes(requested)) throw new OptionError('device', (f) => `${f('device')}: '${requested}' is not one of ${DEVICES.join(', ')}`);
   if (requested !== 'auto') {
     const why = await probe(requested);
     if (why) {
-      throw new UserError(`--device ${requested}: not available here (${why}); use --device auto or --device cpu`);
+      throw new OptionError('device', (f) => `${f('device')} ${requested}: not available here (${why}); use ${f('device')} auto or ${f('device')} cpu`);
     }
     return { device: requested, requested, skipped: [] };
   }

@@ -6,64 +6,11 @@
  * Samples that make the same choices for the last blocks share that part of the backward.
  */
 import { Interrupted, UserError } from '../errors.js';
-import type { Dataset } from '../loader/data/dataset.js';
-import { Random } from '../random.js';
 import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, withSavedOutputs } from '../surgery/vjp.js';
 import type { ResidualBlock, Segment } from '../surgery/blocks.js';
 import type { Network } from './network.js';
 import { probeShapes } from './probe.js';
 import type { Runtime, Session, Tensor } from './session.js';
-
-export interface GradientSample {
-  k: number;
-  /** Blocks whose residual branch carries the gradient (sorted). */
-  blocks: number[];
-  /** Index into `batches`. */
-  batch: number;
-  norm: number;
-}
-
-export interface GradientPlan {
-  batchSize: number;
-  /** Image indices of each batch. */
-  batches: number[][];
-  samples: Omit<GradientSample, 'norm'>[];
-}
-
-export interface GradientOptions {
-  ks: number[];
-  /** Samples per k; each on its own random batch, as in the paper. */
-  samples: number;
-  batchSize: number;
-  seed: number;
-}
-
-/** The sampling plan: `samples` random batches, on each one sample for every k. */
-export function makePlan(n: number, dataSize: number, o: GradientOptions): GradientPlan {
-  if (o.batchSize > dataSize) throw new UserError(`--batch ${o.batchSize}: the data set has only ${dataSize} samples`);
-  for (const k of o.ks) if (k < 0 || k > n) throw new UserError(`--k: ${k} is outside 0-${n} (the network has ${n} blocks)`);
-  const rng = new Random(o.seed);
-  const all = [...Array(dataSize).keys()];
-  const blocks = [...Array(n).keys()];
-  const batches: number[][] = [];
-  const samples: GradientPlan['samples'] = [];
-  for (let b = 0; b < o.samples; b++) {
-    batches.push(rng.sample(all, o.batchSize));
-    for (const k of o.ks) samples.push({ k, blocks: rng.sample(blocks, k), batch: b });
-  }
-  return { batchSize: o.batchSize, batches, samples };
-}
-
-/** Checks a plan read from an earlier JSON output against this network and data. */
-export function checkPlan(plan: GradientPlan, n: number, dataSize: number, file: string): void {
-  const bad = (why: string) => new UserError(`${file}: the gradient plan does not fit (${why}); was it made for another model or data set?`);
-  if (!Array.isArray(plan.batches) || !Array.isArray(plan.samples)) throw bad('no batches or samples');
-  for (const b of plan.batches) if (!Array.isArray(b) || b.some((i) => !Number.isInteger(i) || i < 0 || i >= dataSize)) throw bad(`an image index outside 0-${dataSize - 1}`);
-  for (const s of plan.samples) {
-    if (!Number.isInteger(s.batch) || !plan.batches[s.batch]) throw bad(`sample batch ${s.batch}`);
-    if (!Array.isArray(s.blocks) || s.blocks.some((i) => !Number.isInteger(i) || i < 0 || i >= n) || s.blocks.length !== s.k) throw bad(`blocks ${s.blocks}`);
-  }
-}
 
 type BackKernel = { session: Session; saved: string[] } | { js: (g: Float32Array) => Float32Array };
 
@@ -303,58 +250,4 @@ export class PathGradients {
   private shapeAt(t: string, n: number): number[] {
     return [n, ...this.net.shapes.get(t)!.slice(1)];
   }
-}
-
-export interface GradientResult {
-  n: number;
-  ks: number[];
-  batchSize: number;
-  seed: number;
-  batches: number[][];
-  samples: GradientSample[];
-  /** Mean norm per k (index k), null where k was not sampled. */
-  meanNorm: (number | null)[];
-  meanLoss: number;
-  /** Set when interrupted: samples whose batch did not run keep norm null. */
-  interrupted?: { samplesDone: number };
-}
-
-export async function runGradients(
-  pg: PathGradients,
-  data: Dataset,
-  plan: GradientPlan,
-  meta: { ks: number[]; seed: number },
-  opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
-): Promise<GradientResult> {
-  const n = pg.net.structure.blocks.length;
-  const byBatch = new Map<number, number[]>();
-  plan.samples.forEach((s, i) => byBatch.set(s.batch, [...(byBatch.get(s.batch) ?? []), i]));
-  const samples: GradientSample[] = plan.samples.map((s) => ({ ...s, norm: NaN }));
-  let lossSum = 0;
-  let done = 0;
-  let batchesDone = 0;
-  let interrupted = false;
-  for (const [b, idx] of [...byBatch.entries()].sort((a, c) => a[0] - c[0])) {
-    if (opts.signal?.aborted) {
-      interrupted = true;
-      break;
-    }
-    const batch = await data.batch(plan.batches[b]!);
-    const { norms, loss } = await pg.runBatch(batch.images, batch.labels, idx.map((i) => plan.samples[i]!.blocks), opts.signal);
-    idx.forEach((i, j) => (samples[i]!.norm = norms[j]!));
-    lossSum += loss;
-    batchesDone++;
-    done += idx.length;
-    opts.onProgress?.(done, plan.samples.length);
-  }
-  const meanNorm: (number | null)[] = Array(n + 1).fill(null);
-  for (let k = 0; k <= n; k++) {
-    const xs = samples.filter((s) => s.k === k && !Number.isNaN(s.norm)).map((s) => s.norm);
-    if (xs.length) meanNorm[k] = xs.reduce((a, c) => a + c, 0) / xs.length;
-  }
-  return {
-    n, ks: meta.ks, batchSize: plan.batchSize, seed: meta.seed, batches: plan.batches, samples, meanNorm,
-    meanLoss: lossSum / Math.max(1, batchesDone),
-    ...(interrupted ? { interrupted: { samplesDone: done } } : {}),
-  };
 }

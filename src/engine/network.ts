@@ -1,8 +1,9 @@
 /**
  * A loaded network ready for analysis: the model, its residual structure with real
- * shapes, and the preprocessing its data needs (from reslens.* metadata, overridden by flags).
+ * shapes, and the preprocessing its data needs (from reslens.* metadata, overridden by the options).
  */
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
+import { parseNumberList } from '../blocklist.js';
 import { loadModel, modelIO, type Model } from '../loader/model.js';
 import { restage, detectStructure, StructureError, type ResidualStructure } from '../surgery/blocks.js';
 import { indexGraph, type GraphIndex } from '../surgery/graph.js';
@@ -20,10 +21,12 @@ export interface Preprocessing {
   survival: number[] | null;
 }
 
-export interface PreprocessFlags {
-  mean?: string;
-  std?: string;
-  size?: string;
+/** Preprocessing given by the user, over the model's reslens.* metadata. */
+export interface PreprocessOptions {
+  mean?: number[];
+  std?: number[];
+  /** H,W or one number for both. */
+  size?: number[];
 }
 
 export interface Network {
@@ -37,41 +40,32 @@ export interface Network {
   preprocessing: Preprocessing;
 }
 
-export function parseNumberList(s: string, what: string): number[] {
-  const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length);
-  const nums = parts.map(Number);
-  if (!parts.length || nums.some((n) => !Number.isFinite(n))) {
-    throw new UserError(`${what}: '${s}' is not a comma-separated list of numbers (e.g. 0.5,0.5,0.5)`);
-  }
-  return nums;
-}
-
-function preprocessing(model: Model, inputDims: number[], flags: PreprocessFlags): Preprocessing {
+function preprocessing(model: Model, inputDims: number[], o: PreprocessOptions): Preprocessing {
   const md = model.metadata;
   const channels = inputDims[1] && inputDims[1] > 0 ? inputDims[1] : 3;
   let hw: number[] = [inputDims[2] ?? 0, inputDims[3] ?? 0];
-  if (flags.size) hw = parseNumberList(flags.size, '--size');
+  if (o.size) hw = o.size;
   else if (md['reslens.input_size']) hw = parseNumberList(md['reslens.input_size'], `${model.path}: metadata reslens.input_size`);
   if (hw.length === 1) hw = [hw[0]!, hw[0]!];
   if (hw.length !== 2 || hw.some((d) => !(d > 0 && Number.isInteger(d) && d <= 8192))) {
-    throw new UserError(`${flags.size ? '--size' : model.path}: input size ${hw.join('x') || 'unknown'} is not usable; pass --size H,W (e.g. --size 224,224)`);
+    throw new OptionError('size', (f) => `${o.size ? f('size') : model.path}: input size ${hw.join('x') || 'unknown'} is not usable; pass ${f('size')} H,W (e.g. ${f('size')} 224,224)`);
   }
-  const perChannel = (v: number[], name: string): number[] => {
+  const perChannel = (v: number[], name: 'mean' | 'std'): number[] => {
     if (v.length === 1) return Array(channels).fill(v[0]);
-    if (v.length !== channels) throw new UserError(`--${name}: ${v.length} values for a model with ${channels} input channels; give 1 or ${channels}`);
+    if (v.length !== channels) throw new OptionError(name, (f) => `${f(name)}: ${v.length} values for a model with ${channels} input channels; give 1 or ${channels}`);
     return v;
   };
-  const mean = perChannel(flags.mean ? parseNumberList(flags.mean, '--mean') : md['reslens.mean'] ? parseNumberList(md['reslens.mean'], 'reslens.mean') : [0], 'mean');
-  const std = perChannel(flags.std ? parseNumberList(flags.std, '--std') : md['reslens.std'] ? parseNumberList(md['reslens.std'], 'reslens.std') : [1], 'std');
-  if (std.some((s) => s <= 0)) throw new UserError(`--std: standard deviations must be positive, got ${std.join(',')}`);
+  const mean = perChannel(o.mean ?? (md['reslens.mean'] ? parseNumberList(md['reslens.mean'], 'reslens.mean') : [0]), 'mean');
+  const std = perChannel(o.std ?? (md['reslens.std'] ? parseNumberList(md['reslens.std'], 'reslens.std') : [1]), 'std');
+  if (std.some((s) => s <= 0)) throw new OptionError('std', (f) => `${f('std')}: standard deviations must be positive, got ${std.join(',')}`);
   const survival = md['reslens.survival'] ? parseNumberList(md['reslens.survival'], 'reslens.survival') : null;
   const classNames = md['reslens.classes'] ? md['reslens.classes'].split(',') : null;
   return { mean, std, inputShape: [channels, hw[0]!, hw[1]!], classNames, survival };
 }
 
-export async function openNetwork(rt: Runtime, file: string, flags: PreprocessFlags = {}): Promise<Network> {
+export async function openNetwork(rt: Runtime, file: string, o: PreprocessOptions = {}): Promise<Network> {
   const model = loadModel(file);
-  return analyseModel(rt, model, flags);
+  return analyseModel(rt, model, o);
 }
 
 /** The indexed graph and residual structure, with every graph fault as a one-line UserError. */
@@ -86,10 +80,10 @@ export function structureOf(model: Model): { graph: GraphIndex; structure: Resid
   }
 }
 
-export async function analyseModel(rt: Runtime, model: Model, flags: PreprocessFlags = {}): Promise<Network> {
+export async function analyseModel(rt: Runtime, model: Model, o: PreprocessOptions = {}): Promise<Network> {
   const { input, output, inputDims } = modelIO(model);
   const { graph, structure } = structureOf(model);
-  const pre = preprocessing(model, inputDims, flags);
+  const pre = preprocessing(model, inputDims, o);
   const boundaries = new Set<string>();
   for (const s of structure.segments) {
     boundaries.add(s.from);
@@ -112,7 +106,7 @@ export async function analyseModel(rt: Runtime, model: Model, flags: PreprocessF
     } catch (e) {
       if (e instanceof UserError) throw e;
       const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-      throw new UserError(`${model.path}: onnxruntime cannot run this model on a 1x${pre.inputShape.join('x')} input (${why}); check --size or the model`);
+      throw new OptionError('size', (f) => `${model.path}: onnxruntime cannot run this model on a 1x${pre.inputShape.join('x')} input (${why}); check ${f('size')} or the model`);
     }
   }
   shapes.set(input, [1, ...pre.inputShape]);

@@ -5,16 +5,15 @@
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { Engine } from '../engine/engine.js';
-import { PathGradients } from '../engine/gradients.js';
 import type { Network } from '../engine/network.js';
 import type { Runtime } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
-import { DELETE, intactProgram, type BlockMode, type Program } from '../surgery/split.js';
-import { inspectReport } from '../commands/inspect.js';
-import { pathsReport } from '../commands/paths.js';
-import { progressBar } from '../ui/progress.js';
-import { compareLesionPlan, gradientPlan, mainLesionPlan, owned, type ProgramSpec } from './plan.js';
+import { gradientSession, runGradientBatches } from '../studies/gradients.js';
+import { inspectReport } from '../studies/inspect.js';
+import { changedMode, runConfigurations, type LesionMode, type ProgramSpec } from '../studies/lesion.js';
+import { networkPaths, pathsReport } from '../studies/paths.js';
+import { compareLesionPlan, gradientPlan, mainLesionPlan, owned } from './plan.js';
 import type { EvalPartState, GradientPartState, ReportState } from './schema.js';
 import { partWanted, saveState } from './state.js';
 
@@ -32,9 +31,10 @@ export interface RunContext {
   /** The progress file. */
   file: string;
   signal: AbortSignal;
-  /** Lesion mode of a changed unit (DELETE, scale or a branch mean). */
-  mode: { kind: 'delete' } | { kind: 'scale'; alpha: number } | { kind: 'mean' };
+  mode: LesionMode;
   log: (line: string) => void;
+  /** Shows a part's progress (samples or batches done of `total`). */
+  progress: (label: string, total: number) => { update(done: number): void; done(): void };
 }
 
 const now = () => performance.now();
@@ -58,16 +58,19 @@ export async function runReport(ctx: RunContext): Promise<void> {
   if (partWanted(c, 'lesion')) {
     const plan = mainLesionPlan(s.network, c);
     const engine = new Engine(ctx.rt, net);
-    const changed = await changedMode(ctx, engine, ctx.data);
-    await evalPart(ctx, engine, ctx.data, 'lesion', plan.programs, s.network.n, changed);
-    if (c.parts.reorder) await evalPart(ctx, engine, ctx.data, 'reorder', plan.reorder, s.network.n, changed);
+    // Only the lesion part changes blocks (reordering keeps every block intact): the branch
+    // means of --mode mean are measured only while it is unfinished.
+    const mode: LesionMode = s.parts.lesion?.done ? { kind: 'delete' } : ctx.mode;
+    if (mode.kind === 'mean') ctx.log('computing the mean of every residual branch (--mode mean)');
+    const changed = await changedMode(engine, ctx.data, mode, c.batch);
+    await evalPart(ctx, engine, ctx.data, 'lesion', plan.programs, changed);
+    if (c.parts.reorder) await evalPart(ctx, engine, ctx.data, 'reorder', plan.reorder, changed);
   }
   stopIfAborted();
 
   if (c.parts.paths && !s.parts.paths) {
     const t0 = now();
-    const survival = net.preprocessing.survival ? { p: net.preprocessing.survival, source: 'reslens.survival in the model' } : null;
-    const doc = { command: 'paths' as const, ...pathsReport(s.network.n, s.model.path, [], undefined, survival) };
+    const doc = { command: 'paths' as const, ...pathsReport(networkPaths(net, s.model.path, { deleted: [], ranges: [] })) };
     s.parts.paths = { done: true, seconds: (now() - t0) / 1000, doc };
     save();
   }
@@ -79,27 +82,8 @@ export async function runReport(ctx: RunContext): Promise<void> {
   if (c.parts.compare && ctx.compare && s.comparison) {
     const plan = compareLesionPlan(s.comparison.network, c);
     const engine = new Engine(ctx.rt, ctx.compare.net);
-    await evalPart(ctx, engine, ctx.compare.data, 'compare', plan.programs, s.comparison.network.n, () => DELETE);
+    await evalPart(ctx, engine, ctx.compare.data, 'compare', plan.programs, await changedMode(engine, ctx.compare.data, { kind: 'delete' }, c.batch));
   }
-}
-
-/** The mode a changed unit gets; for 'mean' the branch means over the data (computed only when needed). */
-async function changedMode(ctx: RunContext, engine: Engine, data: Dataset): Promise<(u: number) => BlockMode> {
-  const m = ctx.mode;
-  if (m.kind === 'delete') return () => DELETE;
-  if (m.kind === 'scale') return () => ({ kind: 'scale', alpha: m.alpha });
-  // Only the lesion part changes blocks (reordering keeps every block intact).
-  if (ctx.state.parts.lesion?.done) return () => DELETE;
-  ctx.log('computing the mean of every residual branch (--mode mean)');
-  const means = await engine.branchMeans(data, ctx.state.config.batch);
-  return (u) => means.get(u)!;
-}
-
-function program(spec: ProgramSpec, n: number, changed: (u: number) => BlockMode): Program {
-  if ('order' in spec) return { order: spec.order, modes: intactProgram(n).modes };
-  const p = intactProgram(n);
-  for (const u of spec.changed) p.modes[u] = changed(u);
-  return p;
 }
 
 async function evalPart(
@@ -108,8 +92,7 @@ async function evalPart(
   data: Dataset,
   name: 'lesion' | 'reorder' | 'compare',
   specs: ProgramSpec[],
-  n: number,
-  changed: (u: number) => BlockMode,
+  changed: Awaited<ReturnType<typeof changedMode>>,
 ): Promise<void> {
   const s = ctx.state;
   let p: EvalPartState | null = s.parts[name];
@@ -129,9 +112,8 @@ async function evalPart(
   const base = part.seconds;
   const t0 = now();
   if (own.length) {
-    const programs = own.map((j) => program(specs[j]!, n, changed));
-    const bar = progressBar(name, data.size);
-    const results = await engine.evaluate(programs, data, {
+    const bar = ctx.progress(name, data.size);
+    const results = await runConfigurations(engine, data, specs, own, changed, {
       batch: bs,
       signal: ctx.signal,
       startBatch: part.batchesDone,
@@ -174,23 +156,19 @@ async function gradientPart(ctx: RunContext): Promise<void> {
   const base = part.seconds;
   const t0 = now();
   if (todo.length) {
-    const classes = ctx.net.preprocessing.classNames?.length ?? ctx.data.classes ?? 0;
-    if (!classes) throw new UserError(`${s.model.path}: cannot tell the number of classes; add reslens.classes to the model's metadata`);
-    const pg = await PathGradients.create(ctx.rt, ctx.net, plan.batchSize, classes);
-    const byBatch = new Map<number, number[]>();
-    plan.samples.forEach((x, i) => byBatch.set(x.batch, [...(byBatch.get(x.batch) ?? []), i]));
-    const bar = progressBar('gradients', todo.length);
+    const pg = await gradientSession(ctx.rt, ctx.net, ctx.data, plan.batchSize);
+    const bar = ctx.progress('gradients', todo.length);
     let done = 0;
-    for (const b of todo) {
-      if (ctx.signal.aborted) throw new Interrupted();
-      const idx = byBatch.get(b) ?? [];
-      const batch = await ctx.data.batch(plan.batches[b]!);
-      const { norms, loss } = await pg.runBatch(batch.images, batch.labels, idx.map((i) => plan.samples[i]!.blocks), ctx.signal);
-      part.finished.push({ batch: b, loss, norms });
-      part.seconds = base + (now() - t0) / 1000;
-      saveState(ctx.file, s);
-      bar.update(++done);
-    }
+    const { interrupted } = await runGradientBatches(pg, ctx.data, plan, todo, {
+      signal: ctx.signal,
+      onBatch: (batch, { loss, norms }) => {
+        part.finished.push({ batch, loss, norms });
+        part.seconds = base + (now() - t0) / 1000;
+        saveState(ctx.file, s);
+        bar.update(++done);
+      },
+    });
+    if (interrupted) throw new Interrupted();
     bar.done();
   }
   part.finished.sort((a, b) => a.batch - b.batch);

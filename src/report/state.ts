@@ -8,8 +8,11 @@ import { isDeepStrictEqual } from 'node:util';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import type { EvalResult } from '../engine/engine.js';
-import { toJson, writeFileAtomic } from '../commands/output.js';
-import { compareLesionPlan, gradientPlan, gradientsDoc, lesionDoc, mainLesionPlan, withError, type DocHead } from './plan.js';
+import { toJson, writeFileAtomic } from '../files.js';
+import type { DocHead } from '../studies/document.js';
+import { effectiveOf, gradientResult, gradientsDoc, type BatchNorms } from '../studies/gradients.js';
+import { lesionResult, withError } from '../studies/lesion.js';
+import { compareLesionPlan, gradientPlan, mainLesionPlan } from './plan.js';
 import { PART_NAMES, Report, ReportState, SCHEMA_VERSION, type PartName, type ReportConfig } from './schema.js';
 
 /** The lesion part runs when either sweep or the reordering is wanted (it holds the baseline). */
@@ -140,22 +143,23 @@ export function assemble(states: ReportState[], finishedAt = new Date().toISOStr
     const plan = mainLesionPlan(s0.network, c);
     const results = combine(states, 'lesion', plan.programs.length);
     const reorder = c.parts.reorder ? combine(states, 'reorder', plan.reorder.length) : [];
-    lesion = lesionDoc(head(s0.model, s0.data, (seconds('lesion') ?? 0) + (seconds('reorder') ?? 0)), s0.network, c.mode, c.seed, plan, results, reorder);
+    lesion = { command: 'lesion', ...head(s0.model, s0.data, (seconds('lesion') ?? 0) + (seconds('reorder') ?? 0)), ...lesionResult(s0.network, c.mode, c.seed, plan, results, reorder) };
   }
   let compare: Report['compare'] = null;
   if (c.parts.compare && s0.comparison) {
     const plan = compareLesionPlan(s0.comparison.network, c);
     const results = combine(states, 'compare', plan.programs.length);
-    compare = lesionDoc(head(s0.comparison.model, s0.comparison.data, seconds('compare') ?? 0), s0.comparison.network, c.mode, c.seed, plan, results, []);
+    compare = { command: 'lesion', ...head(s0.comparison.model, s0.comparison.data, seconds('compare') ?? 0), ...lesionResult(s0.comparison.network, c.mode, c.seed, plan, results, []) };
   }
   let gradients: Report['gradients'] = null;
   if (c.parts.gradients) {
     const plan = gradientPlan(s0.network.n, s0.data.size, c);
-    const batches = new Map<number, { loss: number; norms: (number | null)[] }>();
+    const batches = new Map<number, BatchNorms>();
     for (const s of states) for (const f of s.parts.gradients?.finished ?? []) batches.set(f.batch, f);
     const missing = plan.batches.findIndex((_, b) => !batches.has(b));
     if (missing >= 0) throw new UserError(`part gradients: batch ${missing} was measured by no shard`);
-    gradients = gradientsDoc(head(s0.model, s0.data, seconds('gradients') ?? 0), s0.network.n, plan, { ks: c.gradientK, seed: c.gradientSeed, mass: c.mass }, batches);
+    const r = gradientResult(s0.network.n, plan, { ks: c.gradientK, seed: c.gradientSeed }, batches);
+    gradients = gradientsDoc(head(s0.model, s0.data, seconds('gradients') ?? 0), r, effectiveOf(r, c.mass), c.mass) as Report['gradients'];
   }
   const parts = Object.fromEntries(PART_NAMES.map((p) => [p, seconds(p)])) as Record<PartName, number | null>;
   const startedAt = states.map((s) => s.startedAt).sort()[0]!;

@@ -4,15 +4,17 @@
  * every batch through one priority gate (scheduler.ts); tests may substitute their own.
  */
 import { Checkpoints, Engine } from '../../engine/engine.js';
-import { makePlan, PathGradients, runGradients } from '../../engine/gradients.js';
-import { runLesion, unitInfo } from '../../engine/lesion.js';
+import type { PathGradients } from '../../engine/gradients.js';
 import type { Network } from '../../engine/network.js';
 import type { Runtime } from '../../engine/session.js';
-import { Interrupted, UserError } from '../../errors.js';
+import { Interrupted } from '../../errors.js';
+import { toJson } from '../../files.js';
 import type { Dataset } from '../../loader/data/dataset.js';
 import { encodeModel } from '../../loader/proto.js';
-import { DELETE, exportProgram, intactProgram } from '../../surgery/split.js';
-import { toJson } from '../../commands/output.js';
+import { exportedModel, exportedProgram } from '../../studies/export.js';
+import { gradientSession, makePlan, runGradients } from '../../studies/gradients.js';
+import { changedMode, measured, runConfigurations, runLesion } from '../../studies/lesion.js';
+import { requireResidual, unitInfo } from '../../studies/network.js';
 import { modelStem, writeNewFile } from './files.js';
 import { Gate, gatedDataset, PRIORITY } from './scheduler.js';
 import { configSlug, type BlockRow, type EnsemblePoint, type ExploreInfo, type Measurement } from './state.js';
@@ -94,9 +96,7 @@ export class EngineBackend implements ExploreBackend {
   private checkpoints: Checkpoints | undefined;
 
   constructor(private o: EngineBackendOptions) {
-    if (o.net.structure.kind !== 'residual') {
-      throw new UserError(`${o.net.model.path}: a ${o.net.structure.kind} network has no residual blocks to explore; use reslens lesion for plain networks`);
-    }
+    requireResidual(o.net, 'to explore; use reslens lesion for plain networks, or pass it as --compare');
     this.info = exploreInfo(o.net, o.data, o.compare?.name ?? null);
     this.engine = new Engine(o.rt, o.net);
     this.compareEngine = o.compare ? new Engine(o.rt, o.compare.net) : null;
@@ -108,13 +108,12 @@ export class EngineBackend implements ExploreBackend {
   }
 
   async evaluate(deleted: number[], o: JobOptions & { priority: number }): Promise<Measurement> {
-    const p = intactProgram(this.info.blocks.length);
-    for (const d of deleted) p.modes[d] = DELETE;
     // Background sweeps in smaller steps, so the user's evaluation waits less at the gate.
     const batch = o.priority === PRIORITY.current ? this.batch : Math.min(this.batch, 64);
     const data = gatedDataset(this.o.data, this.gate, o.priority, o.signal);
-    const [r] = await this.engine.evaluate([p], data, { batch, signal: o.signal, onProgress: o.onProgress, ...(this.checkpoints ? { checkpoints: this.checkpoints } : {}) });
-    return { error: r!.error, correct: r!.correct, total: r!.total, nonFinite: r!.nonFinite };
+    const changed = await changedMode(this.engine, data, { kind: 'delete' }, batch);
+    const [r] = await runConfigurations(this.engine, data, [{ changed: deleted }], [0], changed, { batch, signal: o.signal, onProgress: o.onProgress, ...(this.checkpoints ? { checkpoints: this.checkpoints } : {}) });
+    return measured(r!);
   }
 
   async ensemble(which: 'ensemble' | 'compare', o: JobOptions): Promise<EnsemblePoint[]> {
@@ -141,11 +140,9 @@ export class EngineBackend implements ExploreBackend {
     const { net, rt } = this.o;
     const n = this.info.blocks.length;
     const source = this.o.data;
-    const classes = net.preprocessing.classNames?.length ?? source.classes ?? 0;
-    if (!classes) throw new UserError(`${net.model.path}: cannot tell the number of classes; add reslens.classes to the model's metadata`);
     const batchSize = Math.min(this.o.gradientBatch ?? 32, source.size);
     if (!this.pathGradients) {
-      this.pathGradients = PathGradients.create(rt, net, batchSize, classes);
+      this.pathGradients = gradientSession(rt, net, source, batchSize);
       this.pathGradients.catch(() => (this.pathGradients = null));
     }
     const pg = await this.pathGradients;
@@ -164,10 +161,7 @@ export class EngineBackend implements ExploreBackend {
 
   async exportModel(deleted: number[]): Promise<string> {
     const { net } = this.o;
-    const p = intactProgram(this.info.blocks.length);
-    for (const d of deleted) p.modes[d] = DELETE;
-    const out = exportProgram(net.model.proto, net.graph, net.structure, p);
-    out.metadataProps = [...(out.metadataProps ?? []), { key: 'reslens.exported_from', value: `${net.model.sha256} delete=${deleted.join(',')} scale= reorder=` }];
+    const out = exportedModel(net, exportedProgram(net, { delete: deleted }), { delete: deleted.join(','), scale: '', reorder: '' });
     return writeNewFile(this.o.outDir ?? process.cwd(), `${this.info.model.name}.${configSlug(deleted)}`, '.onnx', encodeModel(out));
   }
 

@@ -1,0 +1,64 @@
+/**
+ * A changed network (units deleted, branches scaled, blocks reordered) as one ordinary ONNX
+ * model: what `reslens export` writes and what explore's x key saves.
+ */
+import { OptionError } from '../errors.js';
+import type { Network } from '../engine/network.js';
+import type { ModelProto } from '../loader/proto.js';
+import { exportProgram, intactProgram, type Program } from '../surgery/split.js';
+import { requireSplittable, unitInfo, unitsOf } from './network.js';
+
+export interface ExportOptions {
+  /** Units to delete. */
+  delete?: number[];
+  /** Residual branches to scale by alpha. */
+  scale?: { blocks: number[]; alpha: number };
+  /** The block order, a permutation of 0..n-1. */
+  reorder?: number[];
+}
+
+/** The program the options describe, checked against the network. */
+export function exportedProgram(net: Network, o: ExportOptions): Program {
+  requireSplittable(net);
+  const n = unitsOf(net);
+  const p = intactProgram(n);
+  const info = unitInfo(net);
+  for (const u of o.delete ?? []) {
+    if (!info[u]!.deletable) throw new OptionError('delete', (f) => `${f('delete')}: layer ${u} cannot be deleted (${info[u]!.reason})`);
+    p.modes[u] = { kind: 'delete' };
+  }
+  if (o.scale) {
+    if (net.structure.kind !== 'residual') throw new OptionError('scale', (f) => `${f('scale')}: only residual blocks have a branch to scale`);
+    for (const u of o.scale.blocks) {
+      if (p.modes[u]!.kind === 'delete') throw new OptionError('scale', (f) => `${f('scale')}: block ${u} is also in ${f('delete')}`);
+      p.modes[u] = { kind: 'scale', alpha: o.scale.alpha };
+    }
+  }
+  if (o.reorder) {
+    const order = o.reorder;
+    if (net.structure.kind !== 'residual') throw new OptionError('reorder', (f) => `${f('reorder')}: only residual networks can be reordered`);
+    const sorted = [...order].sort((a, b) => a - b);
+    if (order.length !== n || sorted.some((v, i) => v !== i)) {
+      throw new OptionError('reorder', (f) => `${f('reorder')}: give a permutation of 0-${n - 1} (all ${n} blocks, each once), e.g. 1,0,2,...`);
+    }
+    order.forEach((u, slot) => {
+      const want = info[slot]!;
+      const got = info[u]!;
+      if (want.inShape !== got.inShape || want.outShape !== got.outShape) {
+        throw new OptionError('reorder', (f) => `${f('reorder')}: block ${u} (${got.inShape} → ${got.outShape}) cannot run in place of block ${slot} (${want.inShape} → ${want.outShape})`);
+      }
+    });
+    p.order = order;
+  }
+  return p;
+}
+
+/**
+ * The program as one model with the original input, output and metadata, plus
+ * reslens.exported_from: the source's sha256 and `changes` (what was deleted, scaled, reordered).
+ */
+export function exportedModel(net: Network, p: Program, changes: { delete: string; scale: string; reorder: string }): ModelProto {
+  const out = exportProgram(net.model.proto, net.graph, net.structure, p);
+  out.metadataProps = [...(out.metadataProps ?? []), { key: 'reslens.exported_from', value: `${net.model.sha256} delete=${changes.delete} scale=${changes.scale} reorder=${changes.reorder}` }];
+  return out;
+}

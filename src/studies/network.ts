@@ -1,0 +1,75 @@
+/**
+ * What every study asks of a network before it starts: its units (blocks or layers) and which
+ * can be deleted, whether it can be split at all, whether it has residual blocks, and how many
+ * classes it tells apart. Each study asks once, when it is set up.
+ */
+import { UserError } from '../errors.js';
+import type { Dataset } from '../loader/data/dataset.js';
+import type { Network } from '../engine/network.js';
+import { notSplittable } from '../surgery/blocks.js';
+import { unitCount } from '../surgery/split.js';
+
+export interface UnitInfo {
+  unit: number;
+  stage: number;
+  downsampling: boolean;
+  deletable: boolean;
+  reason?: string;
+  inShape: string;
+  outShape: string;
+}
+
+export function unitInfo(net: Network): UnitInfo[] {
+  const s = net.structure;
+  const shape = (t: string) => (net.shapes.get(t) ?? []).slice(1).join('x');
+  if (s.kind === 'residual') {
+    return s.blocks.map((b) => ({ unit: b.index, stage: b.stage, downsampling: b.downsampling || b.shortcutKind === 'projection', deletable: true, inShape: shape(b.input), outShape: shape(b.output) }));
+  }
+  if (notSplittable(s)) return [];
+  return s.layers.map((l) => {
+    const [i, o] = [shape(l.input), shape(l.output)];
+    const deletable = i === o && i !== '';
+    return { unit: l.index, stage: l.stage, downsampling: i !== o, deletable, inShape: i, outShape: o, ...(deletable ? {} : { reason: `input ${i} ≠ output ${o}` }) };
+  });
+}
+
+/** What planning needs of a network: its kind and units (a report's NetworkDesc). */
+export interface PlanNetwork {
+  kind: 'residual' | 'plain' | 'dense';
+  n: number;
+  units: (Pick<UnitInfo, 'unit' | 'stage' | 'downsampling' | 'deletable'> & { reason?: string })[];
+}
+
+export function planNetwork(net: Network): { kind: PlanNetwork['kind']; n: number; units: UnitInfo[] } {
+  const s = net.structure;
+  return { kind: s.kind, n: unitCount(s), units: unitInfo(net) };
+}
+
+/** Why the network does not split into units that programs can change (branching layers, dense), or null. */
+export function whyNotSplittable(net: Network): string | null {
+  return notSplittable(net.structure);
+}
+
+/** Throws unless the network splits into units that programs can change. */
+export function requireSplittable(net: Network): void {
+  const why = whyNotSplittable(net);
+  if (why) throw new UserError(`${net.model.path}: ${why}`);
+}
+
+/** Throws unless the network has residual blocks; `forWhat` ends the sentence ("so no paths to count"). */
+export function requireResidual(net: Network, forWhat: string): void {
+  const s = net.structure;
+  if (s.kind !== 'residual') throw new UserError(`${net.model.path}: a ${s.kind} network has no residual blocks, ${forWhat}`);
+}
+
+/** The number of classes: from the model's reslens.classes, else from the data's labels. */
+export function classCount(net: Network, data: Pick<Dataset, 'classes'>): number {
+  const classes = net.preprocessing.classNames?.length ?? data.classes ?? 0;
+  if (!classes) throw new UserError(`${net.model.path}: cannot tell the number of classes; add reslens.classes to the model's metadata`);
+  return classes;
+}
+
+/** Units a program has: residual blocks, or the layers of a plain network. */
+export function unitsOf(net: Network): number {
+  return unitCount(net.structure);
+}
