@@ -13,11 +13,11 @@ import { Interrupted, UserError } from '../errors.js';
 import { toJson, writeFileAtomic } from '../files.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { renderHtml } from '../report/html.js';
-import { compareLesionPlan, gradientPlan, mainLesionPlan, parseShard } from '../report/plan.js';
+import { compareLesionPlan, gradientPlan, mainLesionPlan } from '../report/plan.js';
 import { reslensVersion, runReport } from '../report/run.js';
 import { Report, ReportState, SCHEMA_VERSION, type NetworkDesc, type ReportConfig } from '../report/schema.js';
 import { assemble, checkReport, configDifferences, readState, removeStaleTemps, saveState } from '../report/state.js';
-import { checkMode, formatMode, parseMode, type LesionMode } from '../studies/lesion.js';
+import { checkMode, eligibleUnits, formatMode, parseMode, type LesionMode } from '../studies/lesion.js';
 import { planNetwork } from '../studies/network.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
@@ -132,6 +132,17 @@ interface ReportFlags extends DataFlags, RuntimeFlags, PreprocessFlags {
   batch?: number;
 }
 
+/** --shard I/N. */
+export function parseShard(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || !(count >= 1) || !(index < count) || count > 1e6) {
+    throw new UserError(`--shard: '${s}' is not I/N with 0 <= I < N (e.g. --shard 0/4 … --shard 3/4)`);
+  }
+  return { index, count };
+}
+
 const exists = (f: string, flag: string) => new UserError(`${f}: already exists; pass --force to replace it or choose another ${flag} path`);
 
 async function report(modelPath: string, o: ReportFlags): Promise<void> {
@@ -226,7 +237,7 @@ function reportParts(o: ReportFlags, desc: NetworkDesc, mode: LesionMode): { par
 
 /** The options every shard and resumed run must share (and the batch, which may differ). */
 function reportConfig(o: ReportFlags, parts: ReportConfig['parts'], mode: LesionMode, desc: NetworkDesc, cdesc: NetworkDesc | null, batch: number): ReportConfig {
-  const eligible = (d: NetworkDesc) => d.units.filter((u) => u.deletable && (o.includeDownsampling || !u.downsampling)).length;
+  const eligible = (d: NetworkDesc) => eligibleUnits(d, !!o.includeDownsampling).length;
   let k: number[];
   if (o.k) k = parseBlockList(o.k, '--k', desc.n, 1);
   else {

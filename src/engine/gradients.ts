@@ -5,7 +5,7 @@
  * all others, and the L2 norm of the gradient at the first block's input is recorded.
  * Samples that make the same choices for the last blocks share that part of the backward.
  */
-import { Interrupted, UserError } from '../errors.js';
+import { Interrupted } from '../errors.js';
 import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, withSavedOutputs } from '../surgery/vjp.js';
 import type { ResidualBlock, Segment } from '../surgery/blocks.js';
 import type { Network } from './network.js';
@@ -97,7 +97,8 @@ export class PathGradients {
 
   private async build(classes: number): Promise<void> {
     const { structure: s, graph: g, model } = this.net;
-    if (s.kind !== 'residual') throw new UserError(`${model.path}: a ${s.kind} network has no residual blocks, so no paths to restrict gradients to`);
+    // The gradient study checks this for the user (studies/gradients.ts gradientBlocks).
+    if (s.kind !== 'residual') throw new Error(`PathGradients: ${model.path} is a ${s.kind} network, without residual blocks`);
     // Static shapes of every tensor at this batch size: the backward rules need them.
     const all = new Set<string>();
     for (const n of g.nodes) for (const o of n.output ?? []) if (o && g.computed.has(o)) all.add(o);

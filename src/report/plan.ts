@@ -4,7 +4,6 @@
  * one and a report's `lesion` equals `reslens lesion --json` with the same options. And the
  * sharding: which configurations a shard owns.
  */
-import { UserError } from '../errors.js';
 import { makePlan, type GradientPlan } from '../studies/gradients.js';
 import { parseMode, planLesion, type LesionOptions, type LesionPlan } from '../studies/lesion.js';
 import type { NetworkDesc, ReportConfig } from './schema.js';
@@ -38,14 +37,4 @@ export function owned(total: number, shard: { index: number; count: number }): n
   const out: number[] = [];
   for (let i = shard.index; i < total; i += shard.count) out.push(i);
   return out;
-}
-
-export function parseShard(s: string): { index: number; count: number } {
-  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
-  const index = m ? Number(m[1]) : NaN;
-  const count = m ? Number(m[2]) : NaN;
-  if (!m || !(count >= 1) || !(index < count) || count > 1e6) {
-    throw new UserError(`--shard: '${s}' is not I/N with 0 <= I < N (e.g. --shard 0/4 … --shard 3/4)`);
-  }
-  return { index, count };
 }

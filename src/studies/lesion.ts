@@ -118,6 +118,11 @@ export function lesionStreams(seed: number): { subsets: Random; reorder: Random 
   return { subsets: shared, reorder: shared };
 }
 
+/** The units random k-subsets draw from: the deletable ones, downsampling ones only when asked. */
+export function eligibleUnits(net: PlanNetwork, includeDownsampling: boolean): number[] {
+  return net.units.filter((u) => u.deletable && (includeDownsampling || !u.downsampling)).map((u) => u.unit);
+}
+
 /**
  * Every configuration of the study, from the network's units, the options and the seed alone,
  * so a resumed run, every shard and a merge derive the same one. `what` names the network in
@@ -132,7 +137,7 @@ export function planLesion(net: PlanNetwork, o: LesionOptions, what = 'measured'
   const deletable = info.filter((u) => u.deletable).map((u) => u.unit);
   const singleUnits = o.single ? deletable : [];
   for (const u of singleUnits) programs.push({ changed: [u] });
-  const eligible = info.filter((u) => u.deletable && (o.includeDownsampling || !u.downsampling)).map((u) => u.unit);
+  const eligible = eligibleUnits(net, !!o.includeDownsampling);
   const kPlans: LesionPlan['kPlans'] = [];
   for (const k of o.k) {
     if (k > eligible.length) {

@@ -13,8 +13,8 @@ import type { Dataset } from '../../loader/data/dataset.js';
 import { encodeModel } from '../../loader/proto.js';
 import { exportedModel, exportedProgram } from '../../studies/export.js';
 import { gradientSession, makePlan, runGradients } from '../../studies/gradients.js';
-import { changedMode, measured, runConfigurations, runLesion } from '../../studies/lesion.js';
-import { requireResidual, unitInfo } from '../../studies/network.js';
+import { changedMode, eligibleUnits, measured, runConfigurations, runLesion } from '../../studies/lesion.js';
+import { planNetwork, requireResidual } from '../../studies/network.js';
 import { modelStem, writeNewFile } from './files.js';
 import { Gate, gatedDataset, PRIORITY } from './scheduler.js';
 import { configSlug, type BlockRow, type EnsemblePoint, type ExploreInfo, type Measurement } from './state.js';
@@ -121,7 +121,7 @@ export class EngineBackend implements ExploreBackend {
     const source = which === 'ensemble' ? this.o.data : this.o.compare?.data;
     if (!engine || !source) throw new Error('no --compare network');
     // Random subsets leave downsampling blocks (and shape-changing plain layers) alone, as in the paper.
-    const eligible = unitInfo(engine.net).filter((u) => u.deletable && !u.downsampling).length;
+    const eligible = eligibleUnits(planNetwork(engine.net), false).length;
     const maxK = Math.min(eligible, this.o.maxK ?? 10);
     const ks = Array.from({ length: maxK }, (_, i) => i + 1);
     const data = gatedDataset(source, this.gate, which === 'ensemble' ? PRIORITY.ensemble : PRIORITY.compare, o.signal);
