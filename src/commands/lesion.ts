@@ -22,7 +22,8 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   const style = color ? {} : { head: [], border: [] };
   const compact = { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } };
   const out: string[] = [];
-  const what = r.mode === 'delete' ? 'deleted' : r.mode === 'mean' ? 'replaced by its mean' : `scaled by ${r.mode.slice(6)}`;
+  const mode = parseMode(r.mode);
+  const what = mode.kind === 'delete' ? 'deleted' : mode.kind === 'mean' ? 'replaced by its mean' : `scaled by ${mode.alpha}`;
   out.push(`${meta.model} on ${meta.data}`);
   out.push(`baseline error ${pct(r.baseline.error)} (${r.baseline.total - r.baseline.correct}/${r.baseline.total} wrong)${r.baseline.nonFinite ? `, ${r.baseline.nonFinite} non-finite logits` : ''}`);
   if (r.single.length) {
