@@ -9,6 +9,20 @@ export class Random {
     this.state = seed >>> 0;
   }
 
+  /**
+   * The stream of one named part of a study (e.g. "reorder", "k=4"), from the run's seed and the
+   * name alone, so adding or removing a part never changes what another part draws.
+   */
+  static stream(seed: number, part: string): Random {
+    let h = 0x811c9dc5; // FNV-1a over the name's UTF-16 units
+    for (let i = 0; i < part.length; i++) h = Math.imul(h ^ part.charCodeAt(i), 0x01000193);
+    // murmur3's finaliser mixes seed and name, so nearby seeds or names give unrelated streams
+    let x = (h ^ Math.imul(Math.floor(seed) >>> 0, 0x9e3779b9) ^ Math.floor(seed / 4294967296)) >>> 0;
+    x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+    x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+    return new Random((x ^ (x >>> 16)) >>> 0);
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);

@@ -109,13 +109,12 @@ export interface LesionPlan {
 }
 
 /**
- * The random streams of the plan's parts. Today the k-subsets and the orders draw, in that
- * order, from one stream seeded by `seed` (every recorded result depends on it); a part gets a
- * stream of its own by changing this function alone.
+ * The random streams of the plan's parts: each k's subsets and the orders draw from streams of
+ * their own, derived from the seed and the part's name, so `--k 1-7` and `--k 1,2,3,4,5` give
+ * the same orders and the same k = 3 subsets.
  */
-export function lesionStreams(seed: number): { subsets: Random; reorder: Random } {
-  const shared = new Random(seed);
-  return { subsets: shared, reorder: shared };
+export function lesionStreams(seed: number): { subsets: (k: number) => Random; reorder: Random } {
+  return { subsets: (k) => Random.stream(seed, `k=${k}`), reorder: Random.stream(seed, 'reorder') };
 }
 
 /** The units random k-subsets draw from: the deletable ones, downsampling ones only when asked. */
@@ -144,7 +143,8 @@ export function planLesion(net: PlanNetwork, o: LesionOptions, what = 'measured'
       throw new OptionError('k', (f) => `${f('k')} ${k}: only ${eligible.length} ${unitWord} of the ${what} network can be deleted at random${o.includeDownsampling ? '' : ` (downsampling ones excluded; ${f('includeDownsampling')} adds them)`}`);
     }
     const subsets: number[][] = [];
-    for (let i = 0; i < o.samples; i++) subsets.push(rng.subsets.sample(eligible, k));
+    const stream = rng.subsets(k);
+    for (let i = 0; i < o.samples; i++) subsets.push(stream.sample(eligible, k));
     kPlans.push({ k, subsets });
     for (const sub of subsets) programs.push({ changed: sub });
   }
