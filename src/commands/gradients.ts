@@ -10,6 +10,8 @@ import { Interrupted, UserError } from '../errors.js';
 import type { EffectivePaths } from '../paths/distribution.js';
 import { docHead } from '../studies/document.js';
 import { checkPlan, effectiveOf, gradientBlocks, gradientSession, gradientsDoc, makePlan, runGradients, type GradientPlan, type GradientResult } from '../studies/gradients.js';
+import { exactDoc, exactSession, makeExactPlan, peakLength, runExact, sampledPlanOn, type ExactSummary } from '../studies/exact.js';
+import { pathLengthDistribution } from '../paths/distribution.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
@@ -53,13 +55,17 @@ export function registerGradients(program: Command): void {
     .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser(shareArg('--mass')).default(0.9))
     .addOption(new Option('--seed <n>', 'seed for batches and block subsets').argParser(seedArg('--seed')).default(1))
     .addOption(new Option('--plan <file>', 'replay exactly the samples of an earlier --json output'))
+    .addOption(new Option('--exact', 'split the gradient exactly by path length, every path, on consecutive batches (--limit images); with --samples, the sampled estimate beside it'))
     .addHelpText('after', `
 Examples:
   reslens gradients fixtures/models/resnet20.onnx --samples 20
   reslens gradients model.onnx --data train-images-idx3-ubyte.gz --k 0-54 --samples 1000 --json g.json
-  reslens gradients model.onnx --plan g.json      # the same samples again, e.g. on another machine`);
+  reslens gradients model.onnx --plan g.json      # the same samples again, e.g. on another machine
+  reslens gradients fixtures/models/resnet56.onnx --exact --limit 1000
+  reslens gradients fixtures/models/resnet56.onnx --exact --limit 320 --samples 20`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
-  cmd.action((modelPath: string, o: GradientsFlags) => withFlagNames({ ks: '--k', batchSize: '--batch' }, async () => {
+  cmd.action((modelPath: string, o: GradientsFlags, command: Command) => withFlagNames({ ks: '--k', batchSize: '--batch' }, async () => {
+    if (o.exact) return exactCommand(modelPath, o, command.getOptionValueSource('samples') === 'cli');
     await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, preprocessOptions(o));
       const n = gradientBlocks(net);
@@ -94,6 +100,7 @@ interface GradientsFlags extends DataFlags, RuntimeFlags, JsonFlags, PreprocessF
   seed: number;
   plan?: string;
   batch?: number;
+  exact?: boolean;
 }
 
 function newPlan(o: GradientsFlags, n: number, dataSize: number): { plan: GradientPlan; ks: number[]; seed: number } {
@@ -113,4 +120,88 @@ function replayPlan(file: string, n: number, dataSize: number, seed: number): { 
   checkPlan(plan, n, dataSize, file);
   const ks = doc.ks ?? [...new Set(plan.samples.map((s) => s.k))].sort((a, b) => a - b);
   return { plan, ks, seed: doc.seed ?? seed };
+}
+
+/** `--exact`: the decomposition on consecutive batches, and with `--samples` the paper's estimate on the same batches. */
+async function exactCommand(modelPath: string, o: GradientsFlags, withSamples: boolean): Promise<void> {
+  if (o.plan) throw new UserError('--plan replays sampled paths; --exact measures every path and has no plan to replay (drop one of the two)');
+  await withRuntime({ ...o, announce: true }, async (rt) => {
+    const net = await openNetwork(rt, modelPath, preprocessOptions(o));
+    const n = gradientBlocks(net);
+    const data = await openDataFor(net, o);
+    try {
+      const plan = makeExactPlan(data.size, { batchSize: o.batch ?? 32 });
+      const t0 = performance.now();
+      const eg = await exactSession(rt, net, data, plan.batchSize);
+      const bar = progressBar('exact gradients', data.size);
+      const stop = interruptSignal();
+      const run = await runExact(eg, data, plan, o.mass, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
+      bar.done();
+      const seconds = (performance.now() - t0) / 1000;
+      let sampled: SampledBeside | null = null;
+      if (withSamples && !run.interrupted) {
+        const ks = o.k ? parseBlockList(o.k, '--k', n, 0) : [...Array(n + 1).keys()];
+        const gplan = sampledPlanOn(plan, n, ks, o.samples, o.seed);
+        const t1 = performance.now();
+        const pg = await gradientSession(rt, net, data, plan.batchSize);
+        const sbar = progressBar('sampled paths', gplan.samples.length);
+        const stop2 = interruptSignal();
+        const r = await runGradients(pg, data, gplan, { ks, seed: o.seed }, { onProgress: (d) => sbar.update(d), signal: stop2.signal }).finally(() => stop2.dispose());
+        sbar.done();
+        sampled = { result: r, eff: effectiveOf(r, o.mass), seconds: (performance.now() - t1) / 1000 };
+        if (r.interrupted) throw new Interrupted(`interrupted: the exact decomposition finished; ${r.interrupted.samplesDone} of ${gplan.samples.length} path samples done`);
+      }
+      const doc = exactDoc(await docHead(rt, net, modelPath, data, seconds), n, plan.batchSize, o.mass, run.summary, sampled && { samples: o.samples, seed: o.seed, ks: sampled.result.ks, meanNorm: sampled.result.meanNorm, share: sampled.eff.share, seconds: sampled.seconds });
+      if (!emitJson(doc, o.json, !!o.force)) {
+        process.stdout.write(renderExact(run.summary, sampled, { model: modelPath, data: data.description, mass: o.mass, n, batchSize: plan.batchSize }, useColor()));
+        process.stderr.write(`${run.summary.images} images in ${seconds.toFixed(1)}s (${(run.summary.images / seconds).toFixed(0)}/s)${sampled ? `; ${sampled.result.samples.length} path samples in ${sampled.seconds.toFixed(1)}s` : ''}\n`);
+      }
+      if (run.interrupted) throw new Interrupted(`interrupted: ${run.summary.batches} of ${plan.batches.length} batches done (${run.summary.images} images)`);
+    } finally {
+      await data.close();
+    }
+  });
+}
+
+interface SampledBeside {
+  result: GradientResult;
+  eff: EffectivePaths;
+  seconds: number;
+}
+
+
+export function renderExact(s: ExactSummary, sampled: SampledBeside | null, meta: { model: string; data: string; mass: number; n: number; batchSize: number }, color: boolean): string {
+  const style = color ? {} : { head: [], border: [] };
+  const compact = { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } };
+  const out: string[] = [];
+  out.push(`${meta.model}: ${meta.n} blocks, the gradient at the first block's input split exactly by path length, ${s.images} images of ${meta.data} in ${s.batches} batches of ${meta.batchSize}`);
+  const head = ['k', 'share', 'cumulative', '|G_k|'];
+  if (sampled) head.push('C(n,k)·E|g_k|', '|G_k| / that', 'sampled share');
+  const t = new Table({ head, style, ...compact, colAligns: head.map(() => 'right' as const) });
+  const { counts } = pathLengthDistribution(meta.n);
+  let cum = 0;
+  for (const p of s.perLength) {
+    cum += p.share;
+    const row: (string | number)[] = [p.k, `${(p.share * 100).toFixed(2)}%`, `${(cum * 100).toFixed(2)}%`, p.norm.toExponential(3)];
+    if (sampled) {
+      const m = sampled.result.meanNorm[p.k];
+      const est = m === null || m === undefined ? null : Number(counts[p.k]!) * m;
+      row.push(est === null ? '-' : est.toExponential(3), est ? (p.norm / est).toFixed(3) : '-', m === null || m === undefined ? '-' : `${(sampled.eff.share[p.k]! * 100).toFixed(2)}%`);
+    }
+    t.push(row);
+  }
+  out.push(t.toString());
+  out.push('share of the gradient by path length k, exact (%)');
+  out.push(asciichart.plot(s.perLength.map((p) => p.share * 100), { height: 8, format: (v: number) => v.toFixed(1).padStart(7) }));
+  out.push(`k = 0 … ${meta.n}`);
+  const [lo, hi] = s.effectiveRange;
+  const held = s.perLength.slice(lo, hi + 1).reduce((a, p) => a + p.share, 0);
+  out.push(`full gradient |G| ${s.fullNorm.toExponential(3)} (mean over batches); identity |Σ_k G_k − G| / |G| = ${s.identityError.toExponential(2)}`);
+  out.push(`effective range: lengths ${lo} to ${hi} hold ${(held * 100).toFixed(1)}% of the gradient (≥ ${meta.mass * 100}%); peak at length ${peakLength(s)}`);
+  if (sampled) {
+    const e = sampled.eff.effective;
+    const peak = sampled.eff.share.reduce((a, v, k) => (v > sampled.eff.share[a]! ? k : a), 0);
+    out.push(`sampled estimate (${sampled.result.samples.length} paths): ${e ? `lengths ${e.lo} to ${e.hi} hold ${(e.mass * 100).toFixed(1)}% of C(n,k)·E|g_k|` : 'no range'}; peak at length ${peak}`);
+  }
+  return out.join('\n') + '\n';
 }

@@ -659,10 +659,13 @@ export const RULES: Record<string, Rule> = {
     const n = axes.length;
     if (pads.length !== 2 * n) throw new UserError(`node '${node.name}' (Pad): expected ${2 * n} pads, got ${pads.length}`);
     if (pads.some((p) => p < 0)) throw new UserError(`node '${node.name}' (Pad): negative pads are not supported by reslens gradients`);
-    const starts = axes.map((_, i) => pads[i]!);
-    const ends = axes.map((a, i) => pads[i]! + xS[a]!);
-    // The batch dim (if padded at all) keeps its static end; others are exact anyway.
-    c.emit(0, b.op('Slice', [c.gy, b.i64(starts), b.i64(ends), b.i64(axes)]));
+    // Only the padded axes are sliced: an unpadded batch axis keeps whatever batch the
+    // gradient has (a stack of cotangents has several times the forward's).
+    const padded = axes.map((a, i) => ({ a, lo: pads[i]!, hi: pads[i + n]! })).filter((p) => p.lo > 0 || p.hi > 0);
+    if (!padded.length) return c.emit(0, c.gy);
+    const starts = padded.map((p) => p.lo);
+    const ends = padded.map((p) => p.lo + xS[p.a]!);
+    c.emit(0, b.op('Slice', [c.gy, b.i64(starts), b.i64(ends), b.i64(padded.map((p) => p.a))]));
   },
 };
 

@@ -1,0 +1,221 @@
+/**
+ * The exact decomposition of the gradient by path length (docs/science.md): G = Σ_k G_k at
+ * the first block's input, G_k the sum of the path-restricted gradients of all C(n, k) paths
+ * of length k. One forward per batch, then one stacked backward per block from the last to
+ * the first (surgery/stack.ts): c'[k] = M S c[k] + M R c[k-1], n(n+1)/2 residual-branch VJPs
+ * for all lengths at once. The full gradient G comes from its own backward, so that
+ * ‖Σ_k G_k − G‖ checks the whole recursion on every batch.
+ */
+import { Interrupted } from '../errors.js';
+import { stackedBlockBackward, stackedVjp, MAX_ABS, SCALE_IN, SCALE_R } from '../surgery/stack.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, withSavedOutputs } from '../surgery/vjp.js';
+import type { Network } from './network.js';
+import { probeShapes } from './probe.js';
+import type { Runtime, Session, Tensor } from './session.js';
+
+/**
+ * Rows (images × lengths) of the largest stack one backward call holds. Past it a batch's
+ * backward runs on slices of its images (each image's gradient is independent of the others'
+ * once the loss gradient is known), which bounds memory on deep nets: resnet110's 55 lengths
+ * at batch 32 would be 1,760 rows of 16×28×28 floats per tensor.
+ */
+export const DEFAULT_MAX_ROWS = 1024;
+
+/** What one batch contributes, in float64. */
+export interface ExactBatch {
+  images: number;
+  loss: number;
+  /** ‖G_k‖ for k = 0..n (Frobenius over the batch tensor). */
+  norms: Float64Array;
+  /** ⟨G_k, G⟩ for k = 0..n. */
+  dots: Float64Array;
+  /** ⟨G, G⟩. */
+  gg: number;
+  /** ‖Σ_k G_k − G‖². */
+  residual2: number;
+  /** With keepGradients: G_k for every k, and G. */
+  gradients?: Float64Array[];
+  full?: Float64Array;
+}
+
+interface Step {
+  session: Session;
+  saved: string[];
+  /** Block backward (adds a length) or glue (keeps them). */
+  block: boolean;
+  /** Dims of one image of the gradient the step reads. */
+  inDims: number[];
+}
+
+/** 2^-round(log2 m): brings a stored length's largest magnitude near 1 (1 for 0 or non-finite). */
+function exponentFor(m: number): number {
+  return m > 0 && Number.isFinite(m) ? -Math.round(Math.log2(m)) : 0;
+}
+
+export class ExactGradients {
+  private forward!: Session;
+  private lossGrad!: Session;
+  private head!: { session: Session; saved: string[] } | null;
+  private full!: { session: Session; saved: string[] };
+  /** From the last block to the first, with glue between. */
+  private steps: Step[] = [];
+  readonly n: number;
+
+  private constructor(
+    readonly rt: Runtime,
+    readonly net: Network,
+    readonly batchSize: number,
+    readonly maxRows: number,
+  ) {
+    this.n = net.structure.blocks.length;
+  }
+
+  static async create(rt: Runtime, net: Network, batchSize: number, classes: number, o: { maxRows?: number } = {}): Promise<ExactGradients> {
+    const eg = new ExactGradients(rt, net, batchSize, o.maxRows ?? DEFAULT_MAX_ROWS);
+    await eg.build(classes);
+    return eg;
+  }
+
+  /** Images per backward call: as many as keep the deepest stack within maxRows. */
+  get slice(): number {
+    return Math.max(1, Math.min(this.batchSize, Math.floor(this.maxRows / (this.n + 1))));
+  }
+
+  private async build(classes: number): Promise<void> {
+    const { structure: s, graph: g, model } = this.net;
+    // The exact study checks this for the user (studies/exact.ts).
+    if (s.kind !== 'residual') throw new Error(`ExactGradients: ${model.path} is a ${s.kind} network, without residual blocks`);
+    const all = new Set<string>();
+    for (const nd of g.nodes) for (const o of nd.output ?? []) if (o && g.computed.has(o)) all.add(o);
+    const shapes = await probeShapes(this.rt, model.proto, this.net.input, [1, ...this.net.preprocessing.inputShape], [...all], model.path, this.batchSize);
+    shapes.set(this.net.input, [this.batchSize, ...this.net.preprocessing.inputShape]);
+    const saved = new Set<string>();
+    const masks = new Map<string, string>();
+    const collect = (v: { saved: string[]; masks: Map<string, string> }) => {
+      for (const t of v.saved) saved.add(t);
+      for (const [m, y] of v.masks) masks.set(m, y);
+      return v.saved;
+    };
+    const blocks = s.blocks;
+    const n = blocks.length;
+    const last = blocks[n - 1]!;
+    if (last.output !== this.net.output) {
+      const v = buildVjp(model.proto, g, { from: last.output, to: this.net.output, shapes, reluMasks: true });
+      this.head = { session: await this.rt.create(v.model, 'exact: backward of the head'), saved: collect(v) };
+    } else this.head = null;
+    for (let j = n - 1; j >= 0; j--) {
+      const L = n - j;
+      const v = stackedBlockBackward(model.proto, g, blocks[j]!, shapes, L);
+      this.steps.push({ session: await this.rt.create(v.model, `exact: block ${blocks[j]!.index}, ${L} lengths`), saved: collect(v), block: true, inDims: shapes.get(blocks[j]!.output)!.slice(1) });
+      // Glue (non-residual layers) between the previous block and this one: every length alike.
+      if (j > 0 && blocks[j - 1]!.output !== blocks[j]!.input) {
+        const gv = stackedVjp(model.proto, g, blocks[j - 1]!.output, blocks[j]!.input, shapes, L + 1);
+        this.steps.push({ session: await this.rt.create(gv.model, `exact: glue before block ${blocks[j]!.index}`), saved: collect(gv), block: false, inDims: shapes.get(blocks[j]!.input)!.slice(1) });
+      }
+    }
+    const fv = buildVjp(model.proto, g, { from: blocks[0]!.input, to: last.output, shapes, reluMasks: true });
+    this.full = { session: await this.rt.create(fv.model, 'exact: full backward of the blocks'), saved: collect(fv) };
+    this.forward = await this.rt.create(withSavedOutputs(model.proto, [...saved], masks), 'exact: forward with saved tensors');
+    this.lossGrad = await this.rt.create(buildSoftmaxCrossEntropyGrad(classes), 'softmax cross-entropy gradient');
+  }
+
+  /**
+   * One batch: loss = mean cross-entropy over it, G and every G_k at the first block's input.
+   * `keepGradients` returns them (tests).
+   */
+  async runBatch(images: Float32Array, labels: Int32Array, signal?: AbortSignal, keepGradients = false): Promise<ExactBatch> {
+    const N = labels.length;
+    const x: Tensor = { data: images, dims: [N, ...this.net.preprocessing.inputShape] };
+    const res = await this.forward.run({ [this.net.input]: x });
+    const fwd = new Map<string, Tensor>(Object.entries(res));
+    fwd.set(this.net.input, x);
+    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: BigInt64Array.from(labels, (v) => BigInt(v)), dims: [N] } });
+    const loss = (lg.loss!.data as Float32Array)[0]!;
+    const n = this.n;
+    const out: ExactBatch = { images: N, loss, norms: new Float64Array(n + 1), dots: new Float64Array(n + 1), gg: 0, residual2: 0 };
+    const norms2 = new Float64Array(n + 1);
+    const kept: Float64Array[][] = [];
+    const keptFull: Float64Array[] = [];
+    const step = this.slice;
+    for (let lo = 0; lo < N; lo += step) {
+      if (signal?.aborted) throw new Interrupted();
+      const hi = Math.min(N, lo + step);
+      const gl = lg.grad_logits!;
+      const rows = (t: Tensor): Tensor => {
+        const per = t.data.length / t.dims[0]!;
+        return { data: t.data.subarray(lo * per, hi * per) as Float32Array, dims: [hi - lo, ...t.dims.slice(1)] };
+      };
+      const feeds = (saved: string[], extra: Record<string, Tensor>) => {
+        const f: Record<string, Tensor> = { ...extra };
+        for (const t of saved) f[t] = rows(fwd.get(t)!);
+        return f;
+      };
+      let g = rows(gl);
+      if (this.head) g = (await this.head.session.run(feeds(this.head.saved, { [GRAD_OUT]: g })))[GRAD_IN]!;
+      const G = (await this.full.session.run(feeds(this.full.saved, { [GRAD_OUT]: g })))[GRAD_IN]!.data as Float32Array;
+      // The stack c̃[k] = G_k·2^e[k]: each length keeps its own power-of-two scale, since the
+      // lengths span tens of orders of magnitude (float32 would underflow past k ≈ 50).
+      let m = 0;
+      for (const v of g.data as Float32Array) m = Math.max(m, Math.abs(v));
+      let stack = g.data as Float32Array;
+      let exps = [0];
+      let maxes = [m];
+      for (const st of this.steps) {
+        if (signal?.aborted) throw new Interrupted();
+        const L = exps.length;
+        const gradOut: Tensor = { data: stack, dims: [L * (hi - lo), ...st.inDims] };
+        if (st.block) {
+          const a = exps.map((e, k) => e + exponentFor(maxes[k]!));
+          const scaleIn = Float32Array.from(a, (ak, k) => 2 ** (ak - exps[k]!));
+          const scaleR = Float32Array.from(a, (ak, k) => (k + 1 < L ? 2 ** (a[k + 1]! - ak) : 1));
+          if (!scaleR.every((v) => v > 0 && Number.isFinite(v))) throw new Error(`ExactGradients: lengths ${a.join(',')} are too far apart for float32 scales`);
+          const r = await st.session.run(feeds(st.saved, { [GRAD_OUT]: gradOut, [SCALE_IN]: { data: scaleIn, dims: [L] }, [SCALE_R]: { data: scaleR, dims: [L] } }));
+          stack = r[GRAD_IN]!.data as Float32Array;
+          maxes = [...(r[MAX_ABS]!.data as Float32Array)];
+          exps = [...a, a[L - 1]!];
+        } else {
+          const r = await st.session.run(feeds(st.saved, { [GRAD_OUT]: gradOut }));
+          stack = r[GRAD_IN]!.data as Float32Array;
+          maxes = [...(r[MAX_ABS]!.data as Float32Array)];
+        }
+      }
+      // Back to true values in float64, where even 1e-41 is an ordinary number.
+      const D = G.length;
+      const sum = new Float64Array(D);
+      for (let k = 0; k <= n; k++) {
+        const f = 2 ** -exps[k]!;
+        let s2 = 0;
+        let dot = 0;
+        const base = k * D;
+        const gk = keepGradients ? new Float64Array(D) : null;
+        for (let i = 0; i < D; i++) {
+          const v = stack[base + i]! * f;
+          s2 += v * v;
+          dot += v * G[i]!;
+          sum[i]! += v;
+          if (gk) gk[i] = v;
+        }
+        norms2[k]! += s2;
+        out.dots[k]! += dot;
+        if (gk) (kept[k] ??= []).push(gk);
+      }
+      for (let i = 0; i < D; i++) {
+        out.gg += G[i]! * G[i]!;
+        out.residual2 += (sum[i]! - G[i]!) ** 2;
+      }
+      if (keepGradients) keptFull.push(Float64Array.from(G));
+    }
+    for (let k = 0; k <= n; k++) out.norms[k] = Math.sqrt(norms2[k]!);
+    if (keepGradients) {
+      const cat = (parts: Float64Array[]) => {
+        const r = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
+        let o = 0;
+        for (const p of parts) (r.set(p, o), (o += p.length));
+        return r;
+      };
+      out.gradients = kept.map(cat);
+      out.full = cat(keptFull);
+    }
+    return out;
+  }
+}

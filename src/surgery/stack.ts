@@ -1,0 +1,156 @@
+/**
+ * Backward graphs over a stack of cotangents, one per path length, for the exact decomposition
+ * of the gradient by path length (docs/science.md). Block i's backward is M_i (S_i + R_i): the
+ * post-Add mask, the shortcut's VJP and the residual branch's VJP. Fed the stack c[0..L-1]
+ * (batch L·N, length-major), a block's graph returns c'[k] = S M c[k] + R M c[k-1] for
+ * k = 0..L, so the whole recursion from the last block to the first is one call per block.
+ * The forward's saved tensors have batch N and are broadcast over the L lengths. Pure: graph
+ * in, model out.
+ */
+import { makeModel, makeNode, type ModelProto, type NodeProto, type TensorProto, DataType, type ValueInfoProto } from '../loader/proto.js';
+import type { ResidualBlock } from './blocks.js';
+import type { GraphIndex } from './graph.js';
+import { Builder } from './vjp-rules.js';
+import { buildVjp, GRAD_IN, GRAD_OUT, type Vjp } from './vjp.js';
+
+/** Per-length factors (exact powers of two) on the incoming stack, [L]. */
+export const SCALE_IN = 'scale_in';
+/** Per-length factors on the residual branch's result before it joins length k + 1, [L]. */
+export const SCALE_R = 'scale_r';
+/** Largest magnitude of each length of the outgoing stack, [L'] (to choose the next factors). */
+export const MAX_ABS = 'max_abs';
+
+export interface StackedVjp {
+  /** Inputs GRAD_OUT (the stack) and the saved forward tensors, SCALE_IN/SCALE_R for blocks; outputs GRAD_IN and MAX_ABS. */
+  model: ModelProto;
+  saved: string[];
+  masks: Map<string, string>;
+  /** Lengths in and out: L and L + 1 for a block, L and L for glue. */
+  lengths: [number, number];
+}
+
+function opsetOf(m: ModelProto): number {
+  const o = (m.opsetImport ?? []).find((x) => !x.domain || x.domain === 'ai.onnx');
+  return o?.version === undefined || o?.version === null ? 13 : Number(o.version);
+}
+
+/** Appends a VJP's nodes to `b` with its own names prefixed; returns the name of its GRAD_IN. */
+function inline(b: Builder, v: Vjp, prefix: string, gradOut: string, L: number, shapes: Map<string, number[]>, tiled: Map<string, string>): string {
+  const g = v.model.graph!;
+  const keep = new Set(v.saved);
+  const rename = (t: string) => (!t ? t : t === GRAD_OUT ? gradOut : keep.has(t) ? t : `${prefix}${t}`);
+  for (const init of g.initializer ?? []) b.initializers.set(rename(init.name!), { ...init, name: rename(init.name!) } as TensorProto);
+  /** The forward shape (batch N) of a saved tensor; masks have their ReLU output's. */
+  const savedShape = (t: string) => shapes.get(v.masks.get(t) ?? t) ?? shapes.get(t);
+  /** A saved tensor repeated L times along the batch axis, built once per model. */
+  const tile = (t: string): string => {
+    if (L === 1) return t;
+    let name = tiled.get(t);
+    if (!name) {
+      const rank = savedShape(t)?.length;
+      if (!rank) throw new Error(`stack: no shape for saved tensor '${t}'`);
+      name = b.op('Tile', [t, b.i64([L, ...Array(rank - 1).fill(1)])]);
+      tiled.set(t, name);
+    }
+    return name;
+  };
+  for (const n of g.node ?? []) {
+    const ins = (n.input ?? []).map(rename);
+    const outs = (n.output ?? []).map(rename);
+    const savedIn = (n.input ?? []).map((t, i) => (keep.has(t) ? i : -1)).filter((i) => i >= 0);
+    // A mask times a gradient: the stack seen as [L, N, ...] broadcasts against the [N, ...]
+    // mask with no copy of the mask (Tile would write L of them).
+    if (L > 1 && n.opType === 'Mul' && savedIn.length === 1 && v.masks.has(n.input![savedIn[0]!]!)) {
+      const m = n.input![savedIn[0]!]!;
+      const dims = savedShape(m)!.slice(1);
+      const other = ins[1 - savedIn[0]!]!;
+      const five = b.op('Reshape', [other, b.i64([L, -1, ...dims])]);
+      const prod = b.op('Mul', [five, m]);
+      b.op('Reshape', [prod, b.i64([-1, ...dims])], {}, outs[0]);
+      continue;
+    }
+    for (const i of savedIn) ins[i] = tile(n.input![i]!);
+    b.nodes.push({ ...n, input: ins, output: outs, name: `${prefix}${n.name ?? ''}` } as NodeProto);
+  }
+  return rename(GRAD_IN);
+}
+
+/** [L] → [L, 1, ..., 1] of the given rank (so that it scales each length of a [L, N, ...] stack). */
+function perLength(b: Builder, t: string, rank: number): string {
+  return b.op('Unsqueeze', [t, b.i64(Array.from({ length: rank }, (_, i) => i + 1))]);
+}
+
+/** ReduceMax(|x|) over all axes but the first, of a [L, N, ...] tensor. */
+function maxAbs(b: Builder, x5: string, rank: number, opset: number, out: string): void {
+  const axes = Array.from({ length: rank }, (_, i) => i + 1);
+  const a = b.op('Abs', [x5]);
+  if (opset >= 18) b.op('ReduceMax', [a, b.i64(axes)], { keepdims: 0 }, out);
+  else b.op('ReduceMax', [a], { axes, keepdims: 0 }, out);
+}
+
+function finish(b: Builder, name: string, saved: Set<string>, masks: Map<string, string>, scales: string[], opset: number, info: Map<string, ValueInfoProto>): ModelProto {
+  const io = (n: string, t = DataType.FLOAT): ValueInfoProto => ({ name: n, type: { tensorType: { elemType: info.get(n)?.type?.tensorType?.elemType ?? t } } });
+  return makeModel(
+    {
+      name,
+      nodes: b.nodes,
+      inputs: [io(GRAD_OUT), ...scales.map((s) => io(s)), ...[...saved].map((t) => io(t))],
+      outputs: [io(GRAD_IN), io(MAX_ABS)],
+      initializers: [...b.initializers.values()],
+    },
+    opset,
+  );
+}
+
+function forwardInfo(g: GraphIndex): Map<string, ValueInfoProto> {
+  const info = new Map<string, ValueInfoProto>();
+  for (const v of [...(g.graph.input ?? []), ...(g.graph.valueInfo ?? []), ...(g.graph.output ?? [])]) info.set(v.name!, v);
+  return info;
+}
+
+/**
+ * The stacked backward of one residual block for L incoming lengths. Inputs: GRAD_OUT
+ * [L·N, ...] at the block output, SCALE_IN [L], SCALE_R [L], the saved tensors. Output
+ * GRAD_IN [(L+1)·N, ...] at the block input: length k is
+ * S M (c[k]·in[k]) + R M (c[k-1]·in[k-1])·r[k-1], and MAX_ABS [L+1].
+ */
+export function stackedBlockBackward(model: ModelProto, g: GraphIndex, block: ResidualBlock, shapes: Map<string, number[]>, L: number): StackedVjp {
+  const common = { shapes, reluMasks: true };
+  const post = block.output !== block.addOutput ? buildVjp(model, g, { ...common, from: block.addOutput, to: block.output }) : null;
+  const viaR = buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: 1 - block.residualSlot }] });
+  const viaS = buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: block.residualSlot }] });
+  const parts = [post, viaR, viaS].filter((v): v is Vjp => !!v);
+  const opset = Math.max(13, ...parts.map((v) => opsetOf(v.model)));
+  const b = new Builder(g, new Map(), opset);
+  const tiled = new Map<string, string>();
+  const dy = shapes.get(block.output)!.slice(1);
+  const dx = shapes.get(block.input)!.slice(1);
+  const inS = perLength(b, SCALE_IN, dy.length + 1);
+  const scaled = b.op('Reshape', [b.op('Mul', [b.op('Reshape', [GRAD_OUT, b.i64([L, -1, ...dy])]), inS]), b.i64([-1, ...dy])]);
+  const masked = post ? inline(b, post, 'p/', scaled, L, shapes, tiled) : scaled;
+  const r = inline(b, viaR, 'r/', masked, L, shapes, tiled);
+  const s = inline(b, viaS, 's/', masked, L, shapes, tiled);
+  const rank = dx.length + 1;
+  const S5 = b.op('Reshape', [s, b.i64([L, -1, ...dx])]);
+  const R5 = b.op('Mul', [b.op('Reshape', [r, b.i64([L, -1, ...dx])]), perLength(b, SCALE_R, rank)]);
+  const slice = (t: string, lo: number, hi: number) => b.op('Slice', [t, b.i64([lo]), b.i64([hi]), b.i64([0])]);
+  const pieces = L === 1 ? [S5, R5] : [slice(S5, 0, 1), b.op('Add', [slice(S5, 1, L), slice(R5, 0, L - 1)]), slice(R5, L - 1, L)];
+  const out5 = b.op('Concat', pieces, { axis: 0 });
+  b.op('Reshape', [out5, b.i64([-1, ...dx])], {}, GRAD_IN);
+  maxAbs(b, out5, rank, opset, MAX_ABS);
+  const saved = new Set(parts.flatMap((v) => v.saved));
+  const masks = new Map(parts.flatMap((v) => [...v.masks]));
+  return { model: finish(b, `stacked_block_${block.index}`, saved, masks, [SCALE_IN, SCALE_R], opset, forwardInfo(g)), saved: [...saved], masks, lengths: [L, L + 1] };
+}
+
+/** The backward from `to` to `from` (glue between blocks) applied to each of L lengths alike; outputs GRAD_IN and MAX_ABS. */
+export function stackedVjp(model: ModelProto, g: GraphIndex, from: string, to: string, shapes: Map<string, number[]>, L: number): StackedVjp {
+  const v = buildVjp(model, g, { from, to, shapes, reluMasks: true });
+  const opset = Math.max(13, opsetOf(v.model));
+  const b = new Builder(g, new Map(), opset);
+  const out = inline(b, v, 'v/', GRAD_OUT, L, shapes, new Map());
+  const dx = shapes.get(from)!.slice(1);
+  b.op('Identity', [out], {}, GRAD_IN);
+  maxAbs(b, b.op('Reshape', [out, b.i64([L, -1, ...dx])]), dx.length + 1, opset, MAX_ABS);
+  return { model: finish(b, `stacked_${from}_${to}`, new Set(v.saved), v.masks, [], opset, forwardInfo(g)), saved: v.saved, masks: v.masks, lengths: [L, L] };
+}
