@@ -14,12 +14,14 @@ import { probeShapes } from './probe.js';
 import type { Runtime, Session, Tensor } from './session.js';
 
 /**
- * Rows (images × lengths) of the largest stack one backward call holds. Past it a batch's
+ * Rows (images × lengths) of the largest stack one backward call holds; past it a batch's
  * backward runs on slices of its images (each image's gradient is independent of the others'
- * once the loss gradient is known), which bounds memory on deep nets: resnet110's 55 lengths
- * at batch 32 would be 1,760 rows of 16×28×28 floats per tensor.
+ * once the loss gradient is known). Big stacks are slow, not only large: measured on resnet56
+ * at batch 32 (2-core x86, 2026-12-01, CPU time per batch) the whole batch at once (up to
+ * 896 rows of 16×28×28) took 4.6 s, slices of 8 images (224 rows) 2.0 s; every intermediate
+ * of a stack that size is a fresh allocation onnxruntime faults in on each run.
  */
-export const DEFAULT_MAX_ROWS = 1024;
+export const DEFAULT_MAX_ROWS = 256;
 
 /** What one batch contributes, in float64. */
 export interface ExactBatch {

@@ -7,7 +7,7 @@
  * The forward's saved tensors have batch N and are broadcast over the L lengths. Pure: graph
  * in, model out.
  */
-import { makeModel, makeNode, type ModelProto, type NodeProto, type TensorProto, DataType, type ValueInfoProto } from '../loader/proto.js';
+import { makeModel, type ModelProto, type NodeProto, type TensorProto, DataType, type ValueInfoProto } from '../loader/proto.js';
 import type { ResidualBlock } from './blocks.js';
 import type { GraphIndex } from './graph.js';
 import { Builder } from './vjp-rules.js';
