@@ -26,6 +26,15 @@
  * PyTorch in float64 (about 15x slower) and judges reslens by its distance to that instead
  * of to PyTorch's float32. Exit status 1 when the judged norms differ beyond 1e-3 relative
  * (or the grouped and per-block reslens runs beyond 1e-4), 2 on a usage or run failure.
+ *
+ *   node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N]
+ *
+ * --exact times the exact decomposition by path length instead (docs/science.md; `reslens
+ * gradients --exact`) on the first --limit images in consecutive batches: reslens
+ * (ExactGradients, one stacked backward per block) against fixtures/torch_exact.py --float32
+ * (the same recursion in PyTorch autograd, one backward per length per block), each in its own
+ * child process, one run each. Seconds cover the batches only. The per-length norms and shares
+ * are compared (max relative difference of the norms; of the shares where a share is above 1e-3).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -38,6 +47,7 @@ import { parseBlockList } from '../src/blocklist.js';
 import { openDataFor } from '../src/commands/common.js';
 import { DEFAULT_GROUP, PathGradients } from '../src/engine/gradients.js';
 import { makePlan, runGradients, type GradientPlan } from '../src/studies/gradients.js';
+import { exactSession, makeExactPlan, runExact, type ExactSummary } from '../src/studies/exact.js';
 import { openNetwork } from '../src/engine/network.js';
 import { Runtime, onnxruntimeVersion } from '../src/engine/session.js';
 
@@ -63,6 +73,8 @@ interface Args {
   json?: string;
   /** Child only: blocks per backward call. */
   group: number;
+  exact: boolean;
+  limit: number;
 }
 
 /** What a child reports (one JSON line on stdout). */
@@ -96,6 +108,8 @@ function parse(): Args {
       reference: { type: 'boolean', default: false },
       json: { type: 'string' },
       group: { type: 'string', default: String(DEFAULT_GROUP) },
+      exact: { type: 'boolean', default: false },
+      limit: { type: 'string', default: '1000' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -103,7 +117,8 @@ function parse(): Args {
   if (values.help) {
     process.stdout.write(
       'node --import tsx bench/gradients.ts [--model M.onnx] [--batches 5] [--batch 32] [--k 0-N] [--seed 1]\n' +
-        '  [--data IDX] [--threads N] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]\n',
+        '  [--data IDX] [--threads N] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]\n' +
+        'node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N] [--python /usr/bin/python3]\n',
     );
     process.exit(0);
   }
@@ -123,12 +138,15 @@ function parse(): Args {
     reference: values.reference!,
     json: values.json,
     group: positive('group', values.group!),
+    exact: values.exact!,
+    limit: positive('limit', values.limit!),
   };
 }
 
 // ---------------------------------------------------------------- child (reslens)
 
-async function child(a: Args): Promise<MethodResult> {
+async function child(a: Args): Promise<MethodResult | ExactResult> {
+  if (a.exact) return exactChild(a);
   const plan = JSON.parse(readFileSync(a.plan!, 'utf8')) as GradientPlan;
   const t0 = performance.now();
   const rt = new CountingRuntime({ threads: a.threads });
@@ -359,4 +377,75 @@ async function parent(a: Args): Promise<number> {
   return ok ? 0 : 1;
 }
 
-await benchMain('bench/gradients.ts', parse, (a) => (a.child ? `--child --group ${a.group}` : undefined), child, parent);
+// ---------------------------------------------------------------- --exact
+
+interface ExactResult {
+  method: 'reslens' | 'torch';
+  seconds: number;
+  setupSeconds?: number;
+  images: number;
+  identityError: number;
+  perLength: ExactSummary['perLength'];
+  peakRssMb: number;
+  version: string;
+}
+
+async function exactChild(a: Args): Promise<ExactResult> {
+  const t0 = performance.now();
+  const rt = new Runtime({ threads: a.threads });
+  try {
+    const net = await openNetwork(rt, a.model);
+    const data = await openDataFor(net, { data: a.data, limit: a.limit });
+    try {
+      const eg = await exactSession(rt, net, data, a.batch);
+      const setupSeconds = (performance.now() - t0) / 1000;
+      const t1 = performance.now();
+      const { summary } = await runExact(eg, data, makeExactPlan(data.size, { batchSize: a.batch }), 0.9);
+      const seconds = (performance.now() - t1) / 1000;
+      return { method: 'reslens', seconds, setupSeconds, images: summary.images, identityError: summary.identityError, perLength: summary.perLength, peakRssMb: process.resourceUsage().maxRSS / 1024, version: `onnxruntime ${await onnxruntimeVersion()}` };
+    } finally {
+      await data.close();
+    }
+  } finally {
+    await rt.close();
+  }
+}
+
+async function exactParent(a: Args): Promise<number> {
+  const m = machine();
+  const arch = path.basename(a.model, '.onnx');
+  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--exact', '--model', a.model, '--data', a.data, '--limit', String(a.limit), '--batch', String(a.batch), '--threads', String(a.threads)];
+  const ours = (await runJson(process.execPath, argv)) as ExactResult;
+  const weights = a.weights ?? path.join(ROOT, 'fixtures', 'weights', `${arch}.pt`);
+  const missing = torchMissing(a.python, weights);
+  let theirs: ExactResult | null = null;
+  if (!missing && a.torch) {
+    const t = (await runJson(a.python, [path.join(ROOT, 'fixtures', 'torch_exact.py'), '--model', arch, '--float32', '--time', '--limit', String(a.limit), '--batch', String(a.batch), '--threads', String(a.threads)])) as Omit<ExactResult, 'method' | 'version'> & { torch: string };
+    theirs = { ...t, method: 'torch', version: `torch ${t.torch}` };
+  }
+  process.stdout.write(`model        ${path.relative(process.cwd(), a.model)}, exact decomposition by path length\n`);
+  process.stdout.write(`data         first ${ours.images} images of ${path.relative(process.cwd(), a.data)}, consecutive batches of ${a.batch}\n`);
+  process.stdout.write(`threads      ${a.threads}\nmachine      ${m.line}\n`);
+  const t = new Table({ head: ['method', 'images', 'seconds', 'images/s', 'vs reslens', 'setup s', 'peak RSS MB', 'identity'], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
+  const rows = theirs ? [ours, theirs] : [ours];
+  const label = { reslens: 'reslens (stacked backward per block)', torch: 'PyTorch float32 autograd (a backward per length per block)' };
+  for (const r of rows) t.push([label[r.method], r.images, r.seconds.toFixed(2), (r.images / r.seconds).toFixed(1), `${(r.seconds / ours.seconds).toFixed(2)}×`, r.setupSeconds?.toFixed(2) ?? '-', r.peakRssMb.toFixed(0), r.identityError.toExponential(1)]);
+  process.stdout.write(t.toString() + '\n');
+  let ok = true;
+  if (theirs) {
+    let norm = 0;
+    let share = 0;
+    for (const p of theirs.perLength) {
+      const q = ours.perLength[p.k]!;
+      norm = Math.max(norm, Math.abs(q.norm - p.norm) / p.norm);
+      if (Math.abs(p.share) > 1e-3) share = Math.max(share, Math.abs(q.share - p.share) / Math.abs(p.share));
+    }
+    ok = norm <= TOLERANCE && share <= TOLERANCE;
+    process.stdout.write(`reslens vs PyTorch float32: norms within ${norm.toExponential(2)}, shares (above 1e-3) within ${share.toExponential(2)}${ok ? '' : ' FAIL'}\n`);
+    process.stdout.write(`reslens is ${(theirs.seconds / ours.seconds).toFixed(2)}× PyTorch's speed\n`);
+  } else process.stdout.write(`torch: skipped (${missing ?? '--no-torch'})\n`);
+  if (a.json) writeFileSync(a.json, JSON.stringify({ model: a.model, limit: a.limit, batch: a.batch, threads: a.threads, machine: m, methods: rows }, null, 2) + '\n');
+  return ok ? 0 : 1;
+}
+
+await benchMain('bench/gradients.ts', parse, (a) => (a.child ? `--child --group ${a.group}` : undefined), child, (a) => (a.exact ? exactParent(a) : parent(a)));

@@ -54,6 +54,17 @@ function exponentFor(m: number): number {
   return m > 0 && Number.isFinite(m) ? -Math.round(Math.log2(m)) : 0;
 }
 
+/** The largest of each length's R rows. */
+function perLength(rows: Float32Array, R: number): number[] {
+  const out: number[] = [];
+  for (let k = 0; k * R < rows.length; k++) {
+    let m = 0;
+    for (let i = k * R; i < (k + 1) * R; i++) m = Math.max(m, rows[i]!);
+    out.push(m);
+  }
+  return out;
+}
+
 export class ExactGradients {
   private forward!: Session;
   private lossGrad!: Session;
@@ -166,19 +177,24 @@ export class ExactGradients {
         if (signal?.aborted) throw new Interrupted();
         const L = exps.length;
         const gradOut: Tensor = { data: stack, dims: [L * (hi - lo), ...st.inDims] };
+        const R = hi - lo;
         if (st.block) {
           const a = exps.map((e, k) => e + exponentFor(maxes[k]!));
-          const scaleIn = Float32Array.from(a, (ak, k) => 2 ** (ak - exps[k]!));
-          const scaleR = Float32Array.from(a, (ak, k) => (k + 1 < L ? 2 ** (a[k + 1]! - ak) : 1));
+          const scaleIn = new Float32Array(L * R);
+          const scaleR = new Float32Array(L * R);
+          for (let k = 0; k < L; k++) {
+            scaleIn.fill(2 ** (a[k]! - exps[k]!), k * R, (k + 1) * R);
+            scaleR.fill(k + 1 < L ? 2 ** (a[k + 1]! - a[k]!) : 1, k * R, (k + 1) * R);
+          }
           if (!scaleR.every((v) => v > 0 && Number.isFinite(v))) throw new Error(`ExactGradients: lengths ${a.join(',')} are too far apart for float32 scales`);
-          const r = await st.session.run(feeds(st.saved, { [GRAD_OUT]: gradOut, [SCALE_IN]: { data: scaleIn, dims: [L] }, [SCALE_R]: { data: scaleR, dims: [L] } }));
+          const r = await st.session.run(feeds(st.saved, { [GRAD_OUT]: gradOut, [SCALE_IN]: { data: scaleIn, dims: [L * R] }, [SCALE_R]: { data: scaleR, dims: [L * R] } }));
           stack = r[GRAD_IN]!.data as Float32Array;
-          maxes = [...(r[MAX_ABS]!.data as Float32Array)];
+          maxes = perLength(r[MAX_ABS]!.data as Float32Array, R);
           exps = [...a, a[L - 1]!];
         } else {
           const r = await st.session.run(feeds(st.saved, { [GRAD_OUT]: gradOut }));
           stack = r[GRAD_IN]!.data as Float32Array;
-          maxes = [...(r[MAX_ABS]!.data as Float32Array)];
+          maxes = perLength(r[MAX_ABS]!.data as Float32Array, R);
         }
       }
       // Back to true values in float64, where even 1e-41 is an ordinary number.

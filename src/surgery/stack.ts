@@ -4,7 +4,7 @@
  * post-Add mask, the shortcut's VJP and the residual branch's VJP. Fed the stack c[0..L-1]
  * (batch L·N, length-major), a block's graph returns c'[k] = S M c[k] + R M c[k-1] for
  * k = 0..L, so the whole recursion from the last block to the first is one call per block.
- * The forward's saved tensors have batch N and are broadcast over the L lengths. Pure: graph
+ * The forward's saved tensors have batch N and are tiled L times. Pure: graph
  * in, model out.
  */
 import { makeModel, type ModelProto, type NodeProto, type TensorProto, DataType, type ValueInfoProto } from '../loader/proto.js';
@@ -13,11 +13,11 @@ import type { GraphIndex } from './graph.js';
 import { Builder } from './vjp-rules.js';
 import { buildVjp, GRAD_IN, GRAD_OUT, type Vjp } from './vjp.js';
 
-/** Per-length factors (exact powers of two) on the incoming stack, [L]. */
+/** Per-row factors (exact powers of two, one per length) on the incoming stack, [L·N]. */
 export const SCALE_IN = 'scale_in';
-/** Per-length factors on the residual branch's result before it joins length k + 1, [L]. */
+/** Per-row factors on the residual branch's result before it joins length k + 1, [L·N]. */
 export const SCALE_R = 'scale_r';
-/** Largest magnitude of each length of the outgoing stack, [L'] (to choose the next factors). */
+/** Largest magnitude of each row of the outgoing stack, [L'·N] (to choose the next factors). */
 export const MAX_ABS = 'max_abs';
 
 export interface StackedVjp {
@@ -58,37 +58,26 @@ function inline(b: Builder, v: Vjp, prefix: string, gradOut: string, L: number, 
     const ins = (n.input ?? []).map(rename);
     const outs = (n.output ?? []).map(rename);
     const savedIn = (n.input ?? []).map((t, i) => (keep.has(t) ? i : -1)).filter((i) => i >= 0);
-    // A mask times a gradient: the stack seen as [L, N, ...] broadcasts against the [N, ...]
-    // mask with no copy of the mask (Tile would write L of them).
-    if (L > 1 && n.opType === 'Mul' && savedIn.length === 1 && v.masks.has(n.input![savedIn[0]!]!)) {
-      const m = n.input![savedIn[0]!]!;
-      const dims = savedShape(m)!.slice(1);
-      const other = ins[1 - savedIn[0]!]!;
-      const five = b.op('Reshape', [other, b.i64([L, -1, ...dims])]);
-      const prod = b.op('Mul', [five, m]);
-      b.op('Reshape', [prod, b.i64([-1, ...dims])], {}, outs[0]);
-      continue;
-    }
     for (const i of savedIn) ins[i] = tile(n.input![i]!);
     b.nodes.push({ ...n, input: ins, output: outs, name: `${prefix}${n.name ?? ''}` } as NodeProto);
   }
   return rename(GRAD_IN);
 }
 
-/** [L] → [L, 1, ..., 1] of the given rank (so that it scales each length of a [L, N, ...] stack). */
-function perLength(b: Builder, t: string, rank: number): string {
-  return b.op('Unsqueeze', [t, b.i64(Array.from({ length: rank }, (_, i) => i + 1))]);
+/** A per-row factor [R] → [R, 1, ..., 1], to scale the rows of a stack of the given rank. */
+function perRow(b: Builder, t: string, rank: number): string {
+  return b.op('Unsqueeze', [t, b.i64(Array.from({ length: rank - 1 }, (_, i) => i + 1))]);
 }
 
-/** ReduceMax(|x|) over all axes but the first, of a [L, N, ...] tensor. */
-function maxAbs(b: Builder, x5: string, rank: number, opset: number, out: string): void {
-  const axes = Array.from({ length: rank }, (_, i) => i + 1);
-  const a = b.op('Abs', [x5]);
+/** ReduceMax(|x|) over all axes but the first: the largest magnitude of each row. */
+function maxAbs(b: Builder, x: string, rank: number, opset: number, out: string): void {
+  const axes = Array.from({ length: rank - 1 }, (_, i) => i + 1);
+  const a = b.op('Abs', [x]);
   if (opset >= 18) b.op('ReduceMax', [a, b.i64(axes)], { keepdims: 0 }, out);
   else b.op('ReduceMax', [a], { axes, keepdims: 0 }, out);
 }
 
-function finish(b: Builder, name: string, saved: Set<string>, masks: Map<string, string>, scales: string[], opset: number, info: Map<string, ValueInfoProto>): ModelProto {
+function finish(b: Builder, name: string, saved: Set<string>, scales: string[], opset: number, info: Map<string, ValueInfoProto>): ModelProto {
   const io = (n: string, t = DataType.FLOAT): ValueInfoProto => ({ name: n, type: { tensorType: { elemType: info.get(n)?.type?.tensorType?.elemType ?? t } } });
   return makeModel(
     {
@@ -109,10 +98,12 @@ function forwardInfo(g: GraphIndex): Map<string, ValueInfoProto> {
 }
 
 /**
- * The stacked backward of one residual block for L incoming lengths. Inputs: GRAD_OUT
- * [L·N, ...] at the block output, SCALE_IN [L], SCALE_R [L], the saved tensors. Output
- * GRAD_IN [(L+1)·N, ...] at the block input: length k is
- * S M (c[k]·in[k]) + R M (c[k-1]·in[k-1])·r[k-1], and MAX_ABS [L+1].
+ * The stacked backward of one residual block for L incoming lengths, the stack's rows
+ * length-major (row l·N + i: length l, image i). Inputs: GRAD_OUT [L·N, ...] at the block
+ * output, SCALE_IN [L·N] and SCALE_R [L·N] (per row), the saved tensors. Output GRAD_IN
+ * [(L+1)·N, ...] at the block input, length k being S M (c[k]·in[k]) + R M (c[k-1]·in[k-1])·r[k-1],
+ * and MAX_ABS [(L+1)·N], each row's largest magnitude. Everything stays 4-D: onnxruntime
+ * multiplies a [L, N, ...] stack by an [N, ...] mask 100 times slower than two equal shapes.
  */
 export function stackedBlockBackward(model: ModelProto, g: GraphIndex, block: ResidualBlock, shapes: Map<string, number[]>, L: number): StackedVjp {
   const common = { shapes, reluMasks: true };
@@ -123,34 +114,34 @@ export function stackedBlockBackward(model: ModelProto, g: GraphIndex, block: Re
   const opset = Math.max(13, ...parts.map((v) => opsetOf(v.model)));
   const b = new Builder(g, new Map(), opset);
   const tiled = new Map<string, string>();
-  const dy = shapes.get(block.output)!.slice(1);
-  const dx = shapes.get(block.input)!.slice(1);
-  const inS = perLength(b, SCALE_IN, dy.length + 1);
-  const scaled = b.op('Reshape', [b.op('Mul', [b.op('Reshape', [GRAD_OUT, b.i64([L, -1, ...dy])]), inS]), b.i64([-1, ...dy])]);
+  const rankY = shapes.get(block.output)!.length;
+  const rank = shapes.get(block.input)!.length;
+  const scaled = b.op('Mul', [GRAD_OUT, perRow(b, SCALE_IN, rankY)]);
   const masked = post ? inline(b, post, 'p/', scaled, L, shapes, tiled) : scaled;
-  const r = inline(b, viaR, 'r/', masked, L, shapes, tiled);
+  const r = b.op('Mul', [inline(b, viaR, 'r/', masked, L, shapes, tiled), perRow(b, SCALE_R, rank)]);
   const s = inline(b, viaS, 's/', masked, L, shapes, tiled);
-  const rank = dx.length + 1;
-  const S5 = b.op('Reshape', [s, b.i64([L, -1, ...dx])]);
-  const R5 = b.op('Mul', [b.op('Reshape', [r, b.i64([L, -1, ...dx])]), perLength(b, SCALE_R, rank)]);
-  const slice = (t: string, lo: number, hi: number) => b.op('Slice', [t, b.i64([lo]), b.i64([hi]), b.i64([0])]);
-  const pieces = L === 1 ? [S5, R5] : [slice(S5, 0, 1), b.op('Add', [slice(S5, 1, L), slice(R5, 0, L - 1)]), slice(R5, L - 1, L)];
-  const out5 = b.op('Concat', pieces, { axis: 0 });
-  b.op('Reshape', [out5, b.i64([-1, ...dx])], {}, GRAD_IN);
-  maxAbs(b, out5, rank, opset, MAX_ABS);
+  if (L === 1) b.op('Concat', [s, r], { axis: 0 }, GRAD_IN);
+  else {
+    const rows = b.op('Slice', [b.op('Shape', [s]), b.i64([0]), b.i64([1])]);
+    const N = b.op('Div', [rows, b.i64([L])]);
+    const cut = b.op('Sub', [rows, N]);
+    const zero = b.i64([0]);
+    const slice = (t: string, lo: string, hi: string) => b.op('Slice', [t, lo, hi, zero]);
+    b.op('Concat', [slice(s, zero, N), b.op('Add', [slice(s, N, rows), slice(r, zero, cut)]), slice(r, cut, rows)], { axis: 0 }, GRAD_IN);
+  }
+  maxAbs(b, GRAD_IN, rank, opset, MAX_ABS);
   const saved = new Set(parts.flatMap((v) => v.saved));
   const masks = new Map(parts.flatMap((v) => [...v.masks]));
-  return { model: finish(b, `stacked_block_${block.index}`, saved, masks, [SCALE_IN, SCALE_R], opset, forwardInfo(g)), saved: [...saved], masks, lengths: [L, L + 1] };
+  return { model: finish(b, `stacked_block_${block.index}`, saved, [SCALE_IN, SCALE_R], opset, forwardInfo(g)), saved: [...saved], masks, lengths: [L, L + 1] };
 }
 
-/** The backward from `to` to `from` (glue between blocks) applied to each of L lengths alike; outputs GRAD_IN and MAX_ABS. */
+/** The backward from `to` to `from` (glue between blocks) applied to each of L lengths alike; outputs GRAD_IN and MAX_ABS (per row). */
 export function stackedVjp(model: ModelProto, g: GraphIndex, from: string, to: string, shapes: Map<string, number[]>, L: number): StackedVjp {
   const v = buildVjp(model, g, { from, to, shapes, reluMasks: true });
   const opset = Math.max(13, opsetOf(v.model));
   const b = new Builder(g, new Map(), opset);
   const out = inline(b, v, 'v/', GRAD_OUT, L, shapes, new Map());
-  const dx = shapes.get(from)!.slice(1);
   b.op('Identity', [out], {}, GRAD_IN);
-  maxAbs(b, b.op('Reshape', [out, b.i64([L, -1, ...dx])]), dx.length + 1, opset, MAX_ABS);
-  return { model: finish(b, `stacked_${from}_${to}`, new Set(v.saved), v.masks, [], opset, forwardInfo(g)), saved: v.saved, masks: v.masks, lengths: [L, L] };
+  maxAbs(b, GRAD_IN, shapes.get(from)!.length, opset, MAX_ABS);
+  return { model: finish(b, `stacked_${from}_${to}`, new Set(v.saved), [], opset, forwardInfo(g)), saved: v.saved, masks: v.masks, lengths: [L, L] };
 }
