@@ -97,51 +97,72 @@ function forwardInfo(g: GraphIndex): Map<string, ValueInfoProto> {
   return info;
 }
 
-/**
- * The stacked backward of one residual block for L incoming lengths, the stack's rows
- * length-major (row l·N + i: length l, image i). Inputs: GRAD_OUT [L·N, ...] at the block
- * output, SCALE_IN [L·N] and SCALE_R [L·N] (per row), the saved tensors. Output GRAD_IN
- * [(L+1)·N, ...] at the block input, length k being S M (c[k]·in[k]) + R M (c[k-1]·in[k-1])·r[k-1],
- * and MAX_ABS [(L+1)·N], each row's largest magnitude. Everything stays 4-D: onnxruntime
- * multiplies a [L, N, ...] stack by an [N, ...] mask 100 times slower than two equal shapes.
- */
-export function stackedBlockBackward(model: ModelProto, g: GraphIndex, block: ResidualBlock, shapes: Map<string, number[]>, L: number): StackedVjp {
-  const common = { shapes, reluMasks: true };
-  const post = block.output !== block.addOutput ? buildVjp(model, g, { ...common, from: block.addOutput, to: block.output }) : null;
-  const viaR = buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: 1 - block.residualSlot }] });
-  const viaS = buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: block.residualSlot }] });
-  const parts = [post, viaR, viaS].filter((v): v is Vjp => !!v);
-  const opset = Math.max(13, ...parts.map((v) => opsetOf(v.model)));
-  const b = new Builder(g, new Map(), opset);
-  const tiled = new Map<string, string>();
-  const rankY = shapes.get(block.output)!.length;
-  const rank = shapes.get(block.input)!.length;
-  const scaled = b.op('Mul', [GRAD_OUT, perRow(b, SCALE_IN, rankY)]);
-  const masked = post ? inline(b, post, 'p/', scaled, L, shapes, tiled) : scaled;
-  const r = b.op('Mul', [inline(b, viaR, 'r/', masked, L, shapes, tiled), perRow(b, SCALE_R, rank)]);
-  const s = inline(b, viaS, 's/', masked, L, shapes, tiled);
-  if (L === 1) b.op('Concat', [s, r], { axis: 0 }, GRAD_IN);
-  else {
-    const rows = b.op('Slice', [b.op('Shape', [s]), b.i64([0]), b.i64([1])]);
-    const N = b.op('Div', [rows, b.i64([L])]);
-    const cut = b.op('Sub', [rows, N]);
-    const zero = b.i64([0]);
-    const slice = (t: string, lo: string, hi: string) => b.op('Slice', [t, lo, hi, zero]);
-    b.op('Concat', [slice(s, zero, N), b.op('Add', [slice(s, N, rows), slice(r, zero, cut)]), slice(r, cut, rows)], { axis: 0 }, GRAD_IN);
-  }
-  maxAbs(b, GRAD_IN, rank, opset, MAX_ABS);
-  const saved = new Set(parts.flatMap((v) => v.saved));
-  const masks = new Map(parts.flatMap((v) => [...v.masks]));
-  return { model: finish(b, `stacked_block_${block.index}`, saved, [SCALE_IN, SCALE_R], opset, forwardInfo(g)), saved: [...saved], masks, lengths: [L, L + 1] };
-}
+/** One step of a chain, in backward order: a block's backward (adds a length) or glue's (keeps them). */
+export type ChainStep = { block: ResidualBlock } | { glue: { from: string; to: string } };
 
-/** The backward from `to` to `from` (glue between blocks) applied to each of L lengths alike; outputs GRAD_IN and MAX_ABS (per row). */
-export function stackedVjp(model: ModelProto, g: GraphIndex, from: string, to: string, shapes: Map<string, number[]>, L: number): StackedVjp {
-  const v = buildVjp(model, g, { from, to, shapes, reluMasks: true });
-  const opset = Math.max(13, opsetOf(v.model));
+/**
+ * The stacked backward of consecutive steps (blocks and the glue between them, in backward
+ * order: the last block first) for L0 incoming lengths, in one model so that onnxruntime
+ * keeps one arena and one layout for the whole run. The stack's rows are length-major (row
+ * l·N + i: length l, image i). Inputs: GRAD_OUT [L0·N, ...] at the chain's output, SCALE_IN
+ * [L0·N] (per row, applied on entry), SCALE_R [(L0 + blocks - 1)·N] (per row: the factor on
+ * the residual branch's result of length l before it joins length l + 1; a block with L
+ * lengths reads the first L·N), the saved tensors. Outputs GRAD_IN [(L0 + blocks)·N, ...] at
+ * the chain's input and MAX_ABS, each of its rows' largest magnitude. Within a block, length
+ * k becomes S M c[k] + R M c[k-1]·r[k-1]. Everything stays 4-D, the masks tiled L times.
+ */
+export function stackedChainBackward(model: ModelProto, g: GraphIndex, steps: ChainStep[], shapes: Map<string, number[]>, L0: number): StackedVjp {
+  const common = { shapes, reluMasks: true };
+  const vjps: Vjp[] = [];
+  const opsetNeeded = (v: Vjp) => (vjps.push(v), v);
+  type Built = { kind: 'glue'; glue: Vjp; rank: number } | { kind: 'block'; post: Vjp | null; viaR: Vjp; viaS: Vjp; rank: number };
+  const built = steps.map((st): Built => {
+    if ('glue' in st) return { kind: 'glue', glue: opsetNeeded(buildVjp(model, g, { ...common, from: st.glue.from, to: st.glue.to })), rank: shapes.get(st.glue.from)!.length };
+    const block = st.block;
+    return {
+      kind: 'block',
+      post: block.output !== block.addOutput ? opsetNeeded(buildVjp(model, g, { ...common, from: block.addOutput, to: block.output })) : null,
+      viaR: opsetNeeded(buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: 1 - block.residualSlot }] })),
+      viaS: opsetNeeded(buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: block.residualSlot }] })),
+      rank: shapes.get(block.input)!.length,
+    };
+  });
+  const opset = Math.max(13, ...vjps.map((v) => opsetOf(v.model)));
   const b = new Builder(g, new Map(), opset);
-  const out = inline(b, v, 'v/', GRAD_OUT, L, shapes, new Map());
-  b.op('Identity', [out], {}, GRAD_IN);
-  maxAbs(b, GRAD_IN, shapes.get(from)!.length, opset, MAX_ABS);
-  return { model: finish(b, `stacked_${from}_${to}`, new Set(v.saved), [], opset, forwardInfo(g)), saved: v.saved, masks: v.masks, lengths: [L, L] };
+  const first = steps[0]!;
+  const rankIn = 'glue' in first ? shapes.get(first.glue.to)!.length : shapes.get(first.block.output)!.length;
+  const rows = b.op('Slice', [b.op('Shape', [GRAD_OUT]), b.i64([0]), b.i64([1])]);
+  const N = b.op('Div', [rows, b.i64([L0])]);
+  const zero = b.i64([0]);
+  const slice = (t: string, lo: string, hi: string) => b.op('Slice', [t, lo, hi, zero]);
+  let c = b.op('Mul', [GRAD_OUT, perRow(b, SCALE_IN, rankIn)]);
+  let L = L0;
+  let rank = rankIn;
+  let p = 0;
+  for (const st of built) {
+    // Tiled masks are per step: the next block has one length more.
+    const tiled = new Map<string, string>();
+    const pre = `c${p++}/`;
+    if (st.kind === 'glue') {
+      c = inline(b, st.glue, `${pre}v/`, c, L, shapes, tiled);
+      rank = st.rank;
+      continue;
+    }
+    const masked = st.post ? inline(b, st.post, `${pre}p/`, c, L, shapes, tiled) : c;
+    const LN = b.op('Mul', [N, b.i64([L])]);
+    const r = b.op('Mul', [inline(b, st.viaR, `${pre}r/`, masked, L, shapes, tiled), perRow(b, slice(SCALE_R, zero, LN), st.rank)]);
+    const s = inline(b, st.viaS, `${pre}s/`, masked, L, shapes, tiled);
+    if (L === 1) c = b.op('Concat', [s, r], { axis: 0 });
+    else {
+      const cut = b.op('Sub', [LN, N]);
+      c = b.op('Concat', [slice(s, zero, N), b.op('Add', [slice(s, N, LN), slice(r, zero, cut)]), slice(r, cut, LN)], { axis: 0 });
+    }
+    L++;
+    rank = st.rank;
+  }
+  b.op('Identity', [c], {}, GRAD_IN);
+  maxAbs(b, GRAD_IN, rank, opset, MAX_ABS);
+  const saved = new Set(vjps.flatMap((v) => v.saved));
+  const masks = new Map(vjps.flatMap((v) => [...v.masks]));
+  return { model: finish(b, `stacked_chain_${L0}`, saved, [SCALE_IN, SCALE_R], opset, forwardInfo(g)), saved: [...saved], masks, lengths: [L0, L] };
 }
