@@ -185,7 +185,7 @@ test('reslens gradients --exact: table, JSON part, and one line for what it refu
   assert.match(t.stdout, /C\(n,k\)·E\|g_k\|/);
   assert.match(t.stdout, /effective range: lengths \d+ to \d+ hold/);
   assert.match(t.stdout, /sampled estimate \(20 paths\)/);
-  for (const args of [['fixtures/models/plain20.onnx', '--exact'], ['fixtures/models/resnet20.onnx', '--exact', '--plan', 'x.json']]) {
+  for (const args of [['fixtures/models/plain20.onnx', '--exact'], ['fixtures/models/resnet20.onnx', '--exact', '--plan', 'x.json'], ['fixtures/models/resnet20.onnx', '--exact', '--k', '3']]) {
     const e = cli(...args);
     assert.equal(e.status, 2, e.stderr);
     assert.equal(e.stderr.trim().split('\n').filter((l) => !l.startsWith('device:')).length, 1, e.stderr);

@@ -125,6 +125,7 @@ function replayPlan(file: string, n: number, dataSize: number, seed: number): { 
 /** `--exact`: the decomposition on consecutive batches, and with `--samples` the paper's estimate on the same batches. */
 async function exactCommand(modelPath: string, o: GradientsFlags, withSamples: boolean): Promise<void> {
   if (o.plan) throw new UserError('--plan replays sampled paths; --exact measures every path and has no plan to replay (drop one of the two)');
+  if (o.k && !withSamples) throw new UserError('--k chooses the lengths to sample; --exact measures all of them (add --samples N for the sampled estimate beside it, or drop --k)');
   await withRuntime({ ...o, announce: true }, async (rt) => {
     const net = await openNetwork(rt, modelPath, preprocessOptions(o));
     const n = gradientBlocks(net);

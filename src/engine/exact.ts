@@ -44,8 +44,7 @@ export interface ExactBatch {
 interface Chain {
   session: Session;
   saved: string[];
-  /** Lengths coming in, and blocks in the chain (lengths added). */
-  lengths: number;
+  /** Blocks in the chain (lengths it adds). */
   blocks: number;
   /** Dims of one image of the gradient the chain reads. */
   inDims: number[];
@@ -141,7 +140,7 @@ export class ExactGradients {
       } while (j >= 0 && top - j < CHAIN_BLOCKS && blocks[j]!.stage === blocks[top]!.stage);
       const v = stackedChainBackward(model.proto, g, steps, shapes, L0);
       const label = `exact: blocks ${blocks[j + 1]!.index}-${blocks[top]!.index}, ${L0} lengths in`;
-      this.chains.push({ session: await this.rt.create(v.model, label, { arena: true }), saved: collect(v), lengths: L0, blocks: top - j, inDims: shapes.get(blocks[top]!.output)!.slice(1) });
+      this.chains.push({ session: await this.rt.create(v.model, label, { arena: true }), saved: collect(v), blocks: top - j, inDims: shapes.get(blocks[top]!.output)!.slice(1) });
     }
     const fv = buildVjp(model.proto, g, { from: blocks[0]!.input, to: last.output, shapes, reluMasks: true });
     this.full = { session: await this.rt.create(fv.model, 'exact: full backward of the blocks'), saved: collect(fv) };
