@@ -428,7 +428,7 @@ async function exactParent(a: Args): Promise<number> {
   process.stdout.write(`threads      ${a.threads}\nmachine      ${m.line}\n`);
   const t = new Table({ head: ['method', 'images', 'seconds', 'images/s', 'vs reslens', 'setup s', 'peak RSS MB', 'identity'], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
   const rows = theirs ? [ours, theirs] : [ours];
-  const label = { reslens: 'reslens (stacked backward per block)', torch: 'PyTorch float32 autograd (a backward per length per block)' };
+  const label = { reslens: 'reslens (stacked backward, one call per chain of blocks)', torch: 'PyTorch float32 autograd (a backward per length per block)' };
   for (const r of rows) t.push([label[r.method], r.images, r.seconds.toFixed(2), (r.images / r.seconds).toFixed(1), `${(r.seconds / ours.seconds).toFixed(2)}×`, r.setupSeconds?.toFixed(2) ?? '-', r.peakRssMb.toFixed(0), r.identityError.toExponential(1)]);
   process.stdout.write(t.toString() + '\n');
   let ok = true;
