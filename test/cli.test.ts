@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { encodeModel } from '../src/loader/proto.js';
+import { renderInspect } from '../src/commands/inspect.js';
 import { buildNet } from './helpers/build.js';
 
 const CLI = path.resolve('dist/cli.js');
@@ -82,4 +83,26 @@ test('paths --blocks 54 reproduces the paper\'s numbers', () => {
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /lengths 19 to 35 hold 98\.0% of paths/);
   assert.match(r.out, /lengths 5 to 17 hold 0\.45% of paths/);
+});
+
+test('inspect: one line per row, bold (not red) headers on a terminal, the model\'s provenance in the table output', () => {
+  const resnet110 = path.resolve('fixtures/models/resnet110.onnx');
+  const r = run('inspect', resnet110);
+  assert.equal(r.code, 0, r.err);
+  const lines = r.out.split('\n');
+  assert.equal(lines.filter((l) => l.startsWith('├')).length, 0, 'no rule between rows');
+  assert.equal(lines.filter((l) => /^│ \d+ /.test(l)).length, 54 + 3, '54 block rows and 3 stage rows');
+  assert.ok(lines.length < 75, `${lines.length} lines for 54 blocks`);
+  assert.doesNotMatch(r.out, /\x1b\[/, 'no escapes when stdout is not a terminal');
+  const doc = JSON.parse(run('inspect', resnet110, '--json').out);
+  const meta = doc.model.metadata as Record<string, string>;
+  assert.ok(lines.includes(`data set: ${meta['reslens.dataset']}`), r.out);
+  assert.ok(lines.includes(`recipe: ${meta['reslens.recipe']}`), r.out);
+  assert.ok(lines.includes(`test accuracy: ${(Number(meta['reslens.test_accuracy']) * 100).toFixed(2)}% (recorded when the model was made)`), r.out);
+  // On a terminal: cli-table3 would make headers red (SGR 31); they are bold (SGR 1).
+  const tty = renderInspect(doc, true);
+  assert.match(tty, /\x1b\[1m block \x1b\[22m/);
+  assert.doesNotMatch(tty, /\x1b\[31m/);
+  // A model without reslens.* metadata (the tiny one here) shows no provenance lines.
+  assert.doesNotMatch(run('inspect', model).out, /^(data set|recipe|test accuracy):/m);
 });

@@ -10,32 +10,47 @@ function bigPow2(n: number): string {
   return exact.length > 24 ? `2^${n} (${exact.slice(0, 1)}.${exact.slice(1, 4)}e${exact.length - 1})` : `2^${n} = ${exact}`;
 }
 
+/** Where the model came from, as its reslens.* metadata records it (fixtures/train.py writes these). */
+export function provenanceLines(metadata: Record<string, string>): string[] {
+  const out: string[] = [];
+  const acc = metadata['reslens.test_accuracy'];
+  if (metadata['reslens.dataset']) out.push(`data set: ${metadata['reslens.dataset']}`);
+  if (acc) out.push(`test accuracy: ${/^(0(\.\d+)?|1(\.0+)?)$/.test(acc) ? `${(Number(acc) * 100).toFixed(2)}%` : acc} (recorded when the model was made)`);
+  if (metadata['reslens.recipe']) out.push(`recipe: ${metadata['reslens.recipe']}`);
+  return out;
+}
+
+// One line per row: a rule between rows made resnet110's table 123 lines long.
+const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
+
 export function renderInspect(r: InspectReport, color: boolean): string {
-  const style = color ? {} : { head: [], border: [] };
+  // Bold headers on a terminal (cli-table3's default red reads as an error); no escapes otherwise.
+  const style = color ? { head: ['bold'] } : { head: [], border: [] };
+  const table = (head: string[]) => new Table({ head, style, chars: COMPACT });
   const out: string[] = [];
   const name = r.model.path;
   if (r.kind === 'residual') {
-    const t = new Table({ head: ['block', 'stage', 'shortcut', 'post', 'residual branch', 'params', 'out shape', ''], style });
+    const t = table(['block', 'stage', 'shortcut', 'post', 'residual branch', 'params', 'out shape', '']);
     for (const b of r.blocks) {
       t.push([b.index, b.stage, b.shortcut === 'identity' ? 'identity' : `proj (${shortOps(b.shortcutOps, 16)})`, b.post ?? '-',
         shortOps(b.residualBranch, 40), fmtCount(b.params), fmtShape(b.outputShape ?? undefined), b.downsampling ? '↓' : '']);
     }
-    out.push(`${name}: residual network, ${r.totals.blocks} blocks in ${r.totals.stages} stages`);
+    out.push(`${name}: residual network, ${r.totals.blocks} blocks in ${r.totals.stages} stages`, ...provenanceLines(r.model.metadata));
     out.push(t.toString());
-    const st = new Table({ head: ['stage', 'blocks', 'out shape'], style });
+    const st = table(['stage', 'blocks', 'out shape']);
     for (const s of r.stages) st.push([s.index, `${s.units[0]}-${s.units[s.units.length - 1]} (${s.units.length})`, fmtShape(s.outputShape ?? undefined)]);
     out.push(st.toString());
     out.push(`stem: ${shortOps(r.stem)}   head: ${shortOps(r.head)}`);
     out.push(`blocks ${r.totals.blocks}, stages ${r.totals.stages}, paths ${bigPow2(r.totals.blocks)}, parameters ${fmtCount(r.totals.params)} (↓ downsampling)`);
   } else {
     const what = r.kind === 'plain' ? 'plain network (no residual Add): its layers' : 'dense network (Concat feature reuse): its layers';
-    const t = new Table({ head: ['layer', 'stage', 'ops', 'params', 'in shape', 'out shape', 'deletable'], style });
+    const t = table(['layer', 'stage', 'ops', 'params', 'in shape', 'out shape', 'deletable']);
     for (const l of r.layers) {
       const same = !!l.inputShape && !!l.outputShape && l.inputShape.join() === l.outputShape.join();
       t.push([l.index, l.stage, shortOps(l.ops, 40), fmtCount(l.params), fmtShape(l.inputShape ?? undefined), fmtShape(l.outputShape ?? undefined),
         l.deletable ? 'yes' : same ? 'no' : 'no (shape)']);
     }
-    out.push(`${name}: ${what}`);
+    out.push(`${name}: ${what}`, ...provenanceLines(r.model.metadata));
     out.push(t.toString());
     out.push(`layers ${r.totals.layers}, parameters ${fmtCount(r.totals.params)}; no residual blocks, so no paths to unravel`);
   }
