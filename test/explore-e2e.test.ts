@@ -95,6 +95,15 @@ function assertFits(screen: string, columns: number) {
   for (const l of screen.split('\n')) assert.ok([...l].length <= columns, `wider than ${columns}: ${l}`);
 }
 
+/** The screen is used: its drawing reaches near the right edge and fills nearly every row. */
+function assertFills(screen: string, columns: number, rows: number) {
+  const lines = screen.split('\n');
+  const widest = Math.max(...lines.map((l) => [...l.replace(/\s+$/, '')].length));
+  const filled = lines.filter((l) => l.trim()).length;
+  assert.ok(widest >= columns - 12, `widest line ${widest} of ${columns} columns:\n${screen}`);
+  assert.ok(filled >= rows - 6, `${filled} non-empty lines of ${rows} rows:\n${screen}`);
+}
+
 test('explore without a terminal: exit 2 and one line saying what to use instead', () => {
   const r = spawnSync(process.execPath, [CLI, 'explore', ...modelArgs()], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
   assert.equal(r.status, 2);
@@ -129,16 +138,28 @@ test('80x24 in tmux: blocks view, Space changes the error line, Tab shows paths,
   }
 });
 
-test('200x50 in tmux: every view fits, ? shows the keys, Ctrl-C exits', { skip: !hasTmux && 'tmux is not installed', timeout: 180000 }, async () => {
-  const t = new Terminal(200, 50, modelArgs());
+test('200x50 in tmux: every view fits and uses the screen, : jumps to a block, ? shows the keys, Ctrl-C exits', { skip: !hasTmux && 'tmux is not installed', timeout: 180000 }, async () => {
+  const t = new Terminal(200, 50, [...modelArgs(), '--samples', '4']);
   try {
-    const first = await t.waitFor('the blocks view', (s) => /^error \d+\.\d\d% · intact network/m.test(s));
+    const first = await t.waitFor('the blocks view with the ensemble curve beside it', (s) => /^error \d+\.\d\d% · intact network/m.test(s) && /k +mean +±sd +min–max/.test(s));
     assertFits(first, 200);
-    t.keys('j', 'j', 'Space');
+    assertFills(first, 200, 50);
+    assert.match(first, /\(4 random sets per k;/, '--samples sets the random sets per k');
+    assert.match(first, /:N↵ jump/, 'the help line names the jump key');
+    t.keys(':', '3');
+    await t.waitFor('the jump prompt', (s) => /go to block: 3▏/.test(s));
+    t.keys('Enter');
+    await t.waitFor('block 3 selected', (s) => /› \[ \]\s+3\s/.test(s) && !/go to block/.test(s));
+    t.keys(':', '2', 'Enter', 'Space');
     await t.waitFor('block 2 deleted', (s) => /› \[x\]\s+2\s/.test(s));
     t.keys('3');
-    const ens = await t.waitFor('the ensemble view', (s) => /error against the number k of deleted blocks/.test(s));
+    const ens = await t.waitFor('the ensemble view', (s) => /^error against the number k of deleted blocks/m.test(s));
     assertFits(ens, 200);
+    assertFills(ens, 200, 50);
+    t.keys('2');
+    const paths = await t.waitFor('the paths view', (s) => /^n = \d+ \(\d+ − 1 deleted\)/m.test(s));
+    assertFits(paths, 200);
+    assertFills(paths, 200, 50);
     t.keys('?');
     const help = await t.waitFor('the help overlay', (s) => /keys of reslens explore/.test(s));
     assert.match(help, /Space\s+delete the selected block/);

@@ -22,7 +22,7 @@ import { App } from '../src/ui/explore/App.js';
 import { EngineBackend, type ExploreBackend, type GradientRun, type JobOptions } from '../src/ui/explore/backend.js';
 import { scrollWindow } from '../src/ui/explore/BlocksView.js';
 import { ExploreController } from '../src/ui/explore/controller.js';
-import { actionFor, actionsFor, helpBar, KEYMAP, keysMarkdown, type KeyPress } from '../src/ui/explore/keymap.js';
+import { actionFor, actionsFor, helpBar, jumpKey, KEYMAP, keysMarkdown, splitKeys, type KeyPress } from '../src/ui/explore/keymap.js';
 import { Gate } from '../src/ui/explore/scheduler.js';
 import { configKey, initialState, reduce, VIEWS, type EnsemblePoint, type ExploreInfo, type Measurement } from '../src/ui/explore/state.js';
 import { buildNet, randomInput } from './helpers/build.js';
@@ -77,6 +77,19 @@ describe('keymap', () => {
     assert.deepEqual(actionsFor('zq\u0003', {}), ['quit', 'quit']);
     assert.deepEqual(actionsFor('', { downArrow: true }), ['down']);
     assert.deepEqual(actionsFor('zz', {}), []);
+    assert.deepEqual(splitKeys(':12\r', {}), [{ input: ':', key: {} }, { input: '1', key: {} }, { input: '2', key: {} }, { input: '', key: { return: true } }]);
+  });
+
+  test('the jump prompt takes digits, Backspace, Enter and Esc, and nothing else', () => {
+    assert.deepEqual(jumpKey('7', {}), { digit: '7' });
+    assert.equal(jumpKey('', { return: true }), 'enter');
+    assert.equal(jumpKey('', { escape: true }), 'cancel');
+    assert.equal(jumpKey('', { backspace: true }), 'back');
+    assert.equal(jumpKey('j', {}), null);
+    assert.equal(jumpKey('', { downArrow: true }), null);
+    assert.equal(jumpKey('c', { ctrl: true }), null);
+    assert.equal(actionFor(':', {}), 'jump');
+    assert.match(helpBar('blocks', 80), /:N↵ jump/, 'the help line names the jump key');
   });
 
   test('the brief\'s keys: arrows or j/k, Tab or 1-3, Space, r, x, s, g, ?, q and Ctrl-C', () => {
@@ -268,6 +281,31 @@ describe('app with a scripted backend', () => {
       await sleep(50);
       assert.match(app.lastFrame()!, /› \[ \]\s+0\s/);
       // A terminal too small for the layout says so instead of drawing garbage.
+      // Jump by number: ':', digits, Enter (typed one by one, or arriving as one run of text).
+      for (const k of [':', '2', '5']) app.stdin.write(k);
+      await sleep(50);
+      assert.match(app.lastFrame()!, /go to block: 25▏ \(0–29; Enter jumps, Esc cancels\)/);
+      app.stdin.write('\r');
+      await sleep(50);
+      assert.match(app.lastFrame()!, /› \[ \]\s+25\s/);
+      assert.doesNotMatch(app.lastFrame()!, /go to block/);
+      app.stdin.write(':123\u007f\r');
+      await sleep(50);
+      assert.match(app.lastFrame()!, /› \[ \]\s+12\s/, 'Backspace took the 3 back');
+      app.stdin.write(':99\r');
+      await sleep(50);
+      assert.match(app.lastFrame()!, /no block 99: this network's blocks are 0–29/);
+      assert.match(app.lastFrame()!, /› \[ \]\s+12\s/, 'a block that does not exist moves nothing');
+      app.stdin.write(':4');
+      await sleep(50);
+      app.stdin.write(ESC);
+      await sleep(50);
+      assert.match(app.lastFrame()!, /› \[ \]\s+12\s/, 'Esc cancels');
+      assert.doesNotMatch(app.lastFrame()!, /go to block/);
+      app.stdin.write(':1j');
+      await sleep(50);
+      assert.match(app.lastFrame()!, /› \[ \]\s+13\s/, 'a key the prompt does not take closes it and counts as usual');
+      assert.equal(c.getState().jump, null);
       const tiny = render(<App controller={c} size={{ columns: 30, rows: 8 }} />);
       await sleep(50);
       assert.match(tiny.lastFrame()!, /needs at least 40x12/);
@@ -378,6 +416,15 @@ describe('app', () => {
         await controller.close();
       },
     };
+  }
+
+  /** A wide, tall terminal is used: the drawing reaches near its right edge and fills its rows. */
+  function assertFills(frame: string, size: { columns: number; rows: number }) {
+    const lines = frame.split('\n');
+    const widest = Math.max(...lines.map((l) => [...l.replace(/\s+$/, '')].length));
+    const filled = lines.filter((l) => l.trim()).length;
+    assert.ok(widest >= size.columns - 12, `widest line ${widest} of ${size.columns} columns:\n${frame}`);
+    assert.ok(filled >= size.rows - 6, `${filled} non-empty lines of ${size.rows} rows:\n${frame}`);
   }
 
   function assertFits(frame: string, size: { columns: number; rows: number }) {
@@ -491,8 +538,24 @@ describe('app', () => {
       assertFits(ui.frame(), size);
       await ui.press('3');
       await waitFor('both ensemble curves', () => /○ plain/.test(ui.frame()) && /min–max/.test(ui.frame()));
-      assert.match(ui.frame(), /k\s+mean\s+min–max\s+plain/);
+      assert.match(ui.frame(), /k\s+mean\s+±sd\s+min–max\s+plain/);
       assertFits(ui.frame(), size);
+      assertFills(ui.frame(), size);
+      // The spread per k: ±sd and min–max of the random sets, as the backend measured them.
+      const pts = ui.controller.getState().ensemble!;
+      const p1 = pts.find((p) => p.k === 1)!;
+      assert.equal(p1.samples, 10, 'ten random sets per k by default');
+      assert.ok(p1.sd >= 0 && p1.sd <= p1.max - p1.min, `sd ${p1.sd} within the range ${p1.min}–${p1.max}`);
+      const f1 = (v: number) => (v * 100).toFixed(1);
+      assert.match(ui.frame(), new RegExp(` 1 +${f1(p1.mean)}% +±${f1(p1.sd)} +${f1(p1.min)}–${f1(p1.max)} `), 'the table row of k = 1');
+      // A wide terminal: the block list with the ensemble curve and the paths beside it.
+      await ui.press('1');
+      assert.match(ui.frame(), /del blk stage.*error against the number k of deleted blocks/);
+      assert.match(ui.frame(), /n = 4 \(5 − 1 deleted\)/);
+      assertFits(ui.frame(), size);
+      assertFills(ui.frame(), size);
+      await ui.press('2');
+      assertFills(ui.frame(), size);
     } finally {
       await ui.done();
     }

@@ -7,7 +7,7 @@ import type { Dataset } from '../loader/data/dataset.js';
 import { EngineBackend } from '../ui/explore/backend.js';
 import { ExploreController } from '../ui/explore/controller.js';
 import { modelStem } from '../ui/explore/files.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, preprocessOptions, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, positiveInt, preprocessOptions, seedArg, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { whyNotSplittable } from '../studies/network.js';
 
 export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for scripts use reslens lesion --json';
@@ -15,7 +15,12 @@ export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for script
 interface ExploreFlags extends DataFlags, RuntimeFlags, PreprocessFlags {
   compare?: string;
   batch?: number;
+  samples: number;
+  seed: number;
 }
+
+/** Random sets per k in the ensemble curve: 3 left k = 4 above k = 5 on resnet20; 10 is lesion's default too. */
+export const ENSEMBLE_SAMPLES = 10;
 
 export function registerExplore(program: Command): void {
   const cmd = program
@@ -23,6 +28,8 @@ export function registerExplore(program: Command): void {
     .description('interactive: delete blocks and watch the error, the path lengths and the ensemble curve')
     .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
     .addOption(new Option('--compare <plain.onnx>', "a plain (or other) network whose error-vs-deleted curve is drawn beside the model's"))
+    .addOption(new Option('--samples <n>', 'random sets of k blocks per k in the ensemble curve (its spread: min-max and sd)').argParser(positiveInt('--samples', 100000)).default(ENSEMBLE_SAMPLES))
+    .addOption(new Option('--seed <n>', 'seed for the random sets of the ensemble curve').argParser(seedArg('--seed')).default(0))
     .addHelpText('after', `
 Every configuration is measured on the first --limit samples (default here: 1000), so a
 deletion shows its error within seconds; single-block errors, the ensemble curve and, on g,
@@ -34,7 +41,8 @@ x writes the current network as ONNX, s saves the state as JSON, g measures grad
 Examples:
   reslens explore                                  # resnet20 on the shipped 1k Fashion-MNIST subset
   reslens explore fixtures/models/resnet56.onnx --limit 500
-  reslens explore model.onnx --data test_batch.bin --compare plain.onnx`);
+  reslens explore model.onnx --data test_batch.bin --compare plain.onnx
+  reslens explore --samples 30                     # a smoother ensemble curve, measured longer`);
   addPreprocessOptions(addRuntimeOptions(addDataOptions(cmd)));
   // Every toggle is measured again, so a subset keeps the answer interactive.
   cmd.setOptionValueWithSource('limit', 1000, 'default');
@@ -55,7 +63,7 @@ Examples:
           opened.push(cdata);
           compare = { net: cnet, data: cdata, name: modelStem(o.compare) };
         }
-        const backend = new EngineBackend({ rt, net, data, compare, batch: o.batch });
+        const backend = new EngineBackend({ rt, net, data, compare, batch: o.batch, ensembleSamples: o.samples, seed: o.seed });
         const controller = new ExploreController(backend);
         // Ink (is-in-ci) draws only the final frame when CI is set; explore runs only on a
         // terminal, so the user wants the live screen. Ink reads this when first imported.

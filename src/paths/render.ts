@@ -28,6 +28,8 @@ export interface HistogramOptions {
   mass?: number;
   /** First line; default describes the unraveled view. */
   title?: string;
+  /** Widest column one length's bar may take (gap included). Default 4; explore widens it to fill a wide terminal. */
+  maxCell?: number;
 }
 
 /** At most this many table rows; longer tables group lengths. */
@@ -131,7 +133,7 @@ interface BarsLayout {
   bucket: number;
 }
 
-function bars(probability: number[], highlight: { lo: number; hi: number }, width: number, height: number, color: boolean): BarsLayout {
+function bars(probability: number[], highlight: { lo: number; hi: number }, width: number, height: number, color: boolean, maxCell = 4): BarsLayout {
   const gutter = 8; // "100.0% ┤"
   const plotWidth = Math.max(1, width - gutter);
   // Same rule as the table: all lengths when few, else the bulk (tails would be empty space).
@@ -140,7 +142,7 @@ function bars(probability: number[], highlight: { lo: number; hi: number }, widt
   const bucket = Math.ceil(nLengths / plotWidth);
   const nBars = Math.ceil(nLengths / bucket);
   // Few lengths: wider bars (with a one-column gap) read better than hairlines.
-  const cell = bucket === 1 ? Math.max(1, Math.min(4, Math.floor(plotWidth / nBars))) : 1;
+  const cell = bucket === 1 ? Math.max(1, Math.min(maxCell, Math.floor(plotWidth / nBars))) : 1;
   const barWidth = cell > 1 ? cell - 1 : 1;
   const values: number[] = [];
   const inRange: boolean[] = [];
@@ -287,7 +289,7 @@ export function renderPathHistogram(dist: LengthDistributionInput, opts: Histogr
   out.push(...wrap(title, width));
   out.push(...wrap(`mean ${mean.toFixed(2)}, sd ${sd.toFixed(2)}, mode ${mode}; shortest range holding ${massLabel(mass)} ${what}: lengths ${span(range.lo, range.hi)} (${formatPercent(range.mass)}).`, width));
   out.push('');
-  const chart = bars(dist.probability, range, width, height, color);
+  const chart = bars(dist.probability, range, width, height, color, opts.maxCell);
   out.push(...chart.lines);
   let caption = 'path length k (residual branches passed)';
   if (!chart.all) caption += `; lengths ${span(chart.lo, chart.hi)} shown (the shortest range holding ${massLabel(SHOWN_MASS)} ${what})`;

@@ -4,6 +4,7 @@
  */
 import { Box, Text, useApp, useInput, type Key } from 'ink';
 import { useCallback, useEffect } from 'react';
+import { BlocksDashboard, dashboardLayout } from './BlocksDashboard.js';
 import { BlocksView, listRows } from './BlocksView.js';
 import type { ExploreController } from './controller.js';
 import { EnsembleView } from './EnsembleView.js';
@@ -13,7 +14,6 @@ import { HelpBar } from './HelpBar.js';
 import { HelpOverlay } from './HelpOverlay.js';
 import { useExploreState, useTerminalSize, type TerminalSize } from './hooks.js';
 import { JobsLine, StatusLine } from './JobsLine.js';
-import { actionsFor } from './keymap.js';
 import { PathsView } from './PathsView.js';
 
 /** Smallest terminal explore draws in. */
@@ -41,12 +41,7 @@ export function App({ controller, size }: AppProps) {
   const { exit } = useApp();
   const { width, height, body } = screenLayout(term);
 
-  const onInput = useCallback(
-    (input: string, key: Key) => {
-      for (const action of actionsFor(input, key)) controller.act(action, { page: listRows(body) });
-    },
-    [controller, body],
-  );
+  const onInput = useCallback((input: string, key: Key) => controller.keys(input, key, { page: listRows(body) }), [controller, body]);
   useInput(onInput);
 
   useEffect(() => {
@@ -56,7 +51,8 @@ export function App({ controller, size }: AppProps) {
   if (term.columns < MIN_SIZE.columns || term.rows < MIN_SIZE.rows) {
     return <Text wrap="truncate">{`explore needs at least ${MIN_SIZE.columns}x${MIN_SIZE.rows} (now ${term.columns}x${term.rows}); q quits`}</Text>;
   }
-  const View = state.view === 'blocks' ? BlocksView : state.view === 'paths' ? PathsView : EnsembleView;
+  // A wide terminal shows the ensemble curve and the paths beside the block list.
+  const View = state.view === 'blocks' ? (dashboardLayout(width) ? BlocksDashboard : BlocksView) : state.view === 'paths' ? PathsView : EnsembleView;
   return (
     <Box flexDirection="column" width={width} height={height}>
       <Header state={state} width={width} />

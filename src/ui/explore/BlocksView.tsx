@@ -14,10 +14,10 @@ export function scrollWindow(cursor: number, count: number, visible: number): nu
 
 const LEFT = 29; // "› [x] 123 stage identity   ↓ "
 const RIGHT = 16; // " +12.34  12.34%"
-const MAX_BAR = 60;
 
+/** The bar takes every column the fixed parts leave. */
 export function blockListWidths(width: number): { bar: number } {
-  return { bar: Math.max(4, Math.min(MAX_BAR, width - LEFT - RIGHT)) };
+  return { bar: Math.max(4, width - LEFT - RIGHT) };
 }
 
 /** Rows of the block list a body of `height` lines holds (header and detail line aside). */

@@ -1,6 +1,7 @@
 /**
  * Error against the number of deleted blocks: mean and min-max over random sets per k, with
- * the plain network's curve when --compare is given, and the current configuration marked.
+ * the plain network's curve when --compare is given, and the current configuration marked;
+ * beside it a table with each k's mean, standard deviation and min-max.
  */
 import { Box, Text } from 'ink';
 import { cut, pct, pointChart, sideBySide, type PointSeries } from './charts.js';
@@ -18,13 +19,25 @@ function jobText(job: Job): string {
   return 'waiting';
 }
 
+/** The table's rows: k, mean, ±sd, min–max (and the --compare network's mean). */
+export function ensembleTable(main: (EnsemblePoint | null)[], cmp: (EnsemblePoint | null)[] | null, compareName: string | null): string[] {
+  const name = cut(compareName ?? '', 10);
+  const out = [`${'k'.padStart(3)} ${'mean'.padStart(7)} ${'±sd'.padStart(6)} ${'min–max'.padStart(13)}${compareName ? ` ${name.padStart(10)}` : ''}`];
+  main.forEach((p, x) => {
+    const c = cmp?.[x] ?? null;
+    const spread = p && p.samples > 1 ? [`±${(p.sd * 100).toFixed(1)}`, `${(p.min * 100).toFixed(1)}–${(p.max * 100).toFixed(1)}`] : ['', ''];
+    out.push(`${String(x).padStart(3)} ${(p ? pct(p.mean, 1) : '…').padStart(7)} ${spread[0]!.padStart(6)} ${spread[1]!.padStart(13)}${compareName ? ` ${(c ? pct(c.mean, 1) : '…').padStart(10)}` : ''}`);
+  });
+  return out;
+}
+
 export function ensembleLines(state: ExploreState, width: number, height: number): Line[] {
   const { info } = state;
   const main = state.ensemble;
   const cmp = state.compareEnsemble;
   const out: Line[] = [];
-  const samples = main?.[1]?.samples ?? 3;
-  out.push({ text: cut(`error against the number k of deleted blocks (${samples} random sets per k; downsampling blocks stay)`, width), style: 'title' });
+  const samples = main?.[1]?.samples;
+  out.push({ text: cut(`error against the number k of deleted blocks (${samples ? `${samples} random sets per k` : 'random sets per k'}; downsampling blocks stay)`, width), style: 'title' });
   if (!main && !cmp) {
     out.push({ text: cut(`${info.model.name}: ${jobText(state.jobs.ensemble)}`, width), style: 'dim' });
     if (info.compare) out.push({ text: cut(`${info.compare}: ${jobText(state.jobs.compare)}`, width), style: 'dim' });
@@ -45,24 +58,17 @@ export function ensembleLines(state: ExploreState, width: number, height: number
   if (info.compare) legend.push(cmp ? `○ ${info.compare}` : `${info.compare}: ${jobText(state.jobs.compare)}`);
   legend.push(cur ? `◆ now (k = ${k}, ${pct(cur.error, 1)})` : `◆ now (k = ${k})`);
   out.push({ text: cut(legend.join('   '), width), style: 'dim' });
-  // The table beside the chart, when there is room for both.
-  const tableWidth = width >= 60 ? Math.min(44, 16 + (info.compare ? 11 : 0) + 12) : 0;
-  const chartWidth = width - (tableWidth ? tableWidth + 2 : 0);
-  const chartHeight = Math.max(3, Math.min(16, height - out.length - 2));
+  // The table beside the chart when there is room for both; the chart takes the rest, in both directions.
+  const table = ensembleTable(mainAt, cmp ? cmpAt : null, info.compare);
+  const tableWidth = Math.max(...table.map((l) => [...l].length));
+  const withTable = width - tableWidth - 3 >= 30;
+  const chartWidth = withTable ? width - tableWidth - 3 : width;
+  const chartHeight = Math.max(3, height - out.length - 2);
   const chart = pointChart(series, { width: chartWidth, height: chartHeight, xs, format: (v) => pct(v, 1) });
-  const table: string[] = [];
-  if (tableWidth) {
-    const name = cut(info.compare ?? '', 10);
-    table.push(`${'k'.padStart(3)} ${'mean'.padStart(7)} ${'min–max'.padStart(15)}${info.compare ? ` ${name.padStart(10)}` : ''}`);
-    for (const x of xs) {
-      const p = mainAt[x];
-      const c = cmpAt[x];
-      table.push(`${String(x).padStart(3)} ${(p ? pct(p.mean, 1) : '…').padStart(7)} ${(p ? `${pct(p.min, 1)}–${pct(p.max, 1)}` : '').padStart(15)}${info.compare ? ` ${(c ? pct(c.mean, 1) : '…').padStart(10)}` : ''}`);
-    }
-  }
-  // The table right after the chart as drawn (its cells stop growing on wide terminals).
+  // The table right after the chart as drawn.
   const drawn = Math.min(chartWidth, Math.max(...chart.map((l) => [...l].length)));
-  for (const l of sideBySide(tableWidth ? [{ lines: chart, width: drawn }, { lines: table, width: tableWidth }] : [{ lines: chart, width: drawn }], 3)) out.push({ text: l, style: 'chart' });
+  const blocks = withTable ? [{ lines: chart, width: drawn }, { lines: table, width: tableWidth }] : [{ lines: chart, width: drawn }];
+  for (const l of sideBySide(blocks, 3)) out.push({ text: l, style: 'chart' });
   return out.slice(0, height);
 }
 

@@ -45,6 +45,14 @@ export function JobsLine({ state, width }: { state: ExploreState; width: number 
 }
 
 export function StatusLine({ state, width }: { state: ExploreState; width: number }) {
+  if (state.jump !== null) {
+    const last = state.info.blocks.length - 1;
+    return (
+      <Box width={width}>
+        <Text wrap="truncate" color="cyan">{cut(`go to block: ${state.jump}▏ (0–${last}; Enter jumps, Esc cancels)`, width)}</Text>
+      </Box>
+    );
+  }
   const s = state.status;
   return (
     <Box width={width}>

@@ -35,7 +35,8 @@ export function pathsLines(state: ExploreState, width: number, height: number): 
   // Chart rows: each costs a title line and two axis lines besides its bars.
   const chartRows = (wide ? 1 : sd ? 2 : 1) + (g ? 1 : 0);
   const fixed = chartRows * 3 + (g ? 1 : 1);
-  const h = Math.max(2, Math.min(12, Math.floor((height - fixed) / chartRows)));
+  // Bars as tall as the view allows: a tall terminal gets taller charts, not empty rows.
+  const h = Math.max(2, Math.floor((height - fixed) / chartRows));
   const out: Line[] = [];
   const deleted = state.deleted.length ? ` (${state.info.blocks.length} − ${state.deleted.length} deleted)` : '';
   const binomTitle = cut(distributionTitle(`n = ${n}${deleted}, 2^${n} = ${formatCount(dist.total, 12)} paths`, dist.probability), wide && sd ? Math.floor(width / 2) - 1 : width);
@@ -59,7 +60,7 @@ export function pathsLines(state: ExploreState, width: number, height: number): 
   const total = state.info.blocks.length;
   if (!g) {
     const what = job.status === 'running' ? (job.total ? `${job.done}/${job.total} samples, g cancels` : 'preparing, g cancels')
-      : job.status === 'failed' ? `failed: ${job.message ?? ''}` : 'press g to measure (5 samples per k)';
+      : job.status === 'failed' ? `failed: ${job.message ?? ''}` : state.view === 'paths' ? 'press g to measure (5 samples per k)' : 'press 2, then g, to measure';
     out.push({ text: cut(`gradient per path length (intact, n = ${total}): ${what}`, width), style: 'dim' });
   } else {
     const head = `gradient vs path length k (intact, ${g.samplesPerK} per k)`;

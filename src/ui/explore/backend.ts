@@ -65,6 +65,13 @@ export interface EngineBackendOptions {
   checkpoints?: boolean;
 }
 
+/** Sample standard deviation (n - 1 in the denominator); 0 for fewer than two values. */
+export function sampleSd(xs: number[]): number {
+  if (xs.length < 2) return 0;
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+}
+
 export function blockRows(net: Network): BlockRow[] {
   if (net.structure.kind !== 'residual') return [];
   return net.structure.blocks.map((b) => ({
@@ -126,13 +133,13 @@ export class EngineBackend implements ExploreBackend {
     const ks = Array.from({ length: maxK }, (_, i) => i + 1);
     const data = gatedDataset(source, this.gate, which === 'ensemble' ? PRIORITY.ensemble : PRIORITY.compare, o.signal);
     const r = await runLesion(engine, data, {
-      mode: { kind: 'delete' }, single: false, k: ks, samples: this.o.ensembleSamples ?? 3, seed: this.o.seed ?? 0, batch: Math.min(this.batch, 64),
+      mode: { kind: 'delete' }, single: false, k: ks, samples: this.o.ensembleSamples ?? 10, seed: this.o.seed ?? 0, batch: Math.min(this.batch, 64),
     }, { signal: o.signal, onProgress: o.onProgress });
     // runLesion keeps partial counts when stopped; a curve over part of the data is not wanted here.
     if (r.interrupted || o.signal.aborted) throw new Interrupted();
     return [
-      { k: 0, mean: r.baseline.error, min: r.baseline.error, max: r.baseline.error, samples: 1 },
-      ...r.k.map((x) => ({ k: x.k, mean: x.mean, min: x.min, max: x.max, samples: x.samples.length })),
+      { k: 0, mean: r.baseline.error, min: r.baseline.error, max: r.baseline.error, sd: 0, samples: 1 },
+      ...r.k.map((x) => ({ k: x.k, mean: x.mean, min: x.min, max: x.max, sd: sampleSd(x.samples.map((s) => s.error)), samples: x.samples.length })),
     ];
   }
 

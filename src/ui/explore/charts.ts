@@ -33,7 +33,8 @@ export function cut(line: string, width: number): string {
  * plus the axis and its labels.
  */
 export function histogramChart(probability: number[], width: number, height: number, mass = 0.95): string[] {
-  const text = renderPathHistogram({ n: probability.length - 1, probability }, { width, height, color: false, mass, title: '-' });
+  // Bars widen with the room, so a wide terminal is filled (reslens paths keeps its narrow bars).
+  const text = renderPathHistogram({ n: probability.length - 1, probability }, { width, height, color: false, mass, title: '-', maxCell: 24 });
   const lines = text.split('\n');
   const start = lines.indexOf('') + 1;
   return lines.slice(start, start + height + 2);
@@ -79,7 +80,7 @@ export function pointChart(series: PointSeries[], o: PointChartOptions): string[
   const labels = [o.format(hi), o.format((hi + lo) / 2), o.format(lo)];
   const gutter = Math.max(...labels.map((l) => l.length)) + 2;
   const plotWidth = Math.max(o.xs.length, o.width - gutter);
-  const cell = Math.max(1, Math.min(8, Math.floor(plotWidth / Math.max(1, o.xs.length))));
+  const cell = Math.max(1, Math.floor(plotWidth / Math.max(1, o.xs.length)));
   const cols = cell * o.xs.length;
   const grid: string[][] = Array.from({ length: height }, () => Array(cols).fill(' '));
   const row = (v: number) => Math.round(((hi - v) / (hi - lo)) * (height - 1));

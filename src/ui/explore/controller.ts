@@ -8,7 +8,7 @@ import { Interrupted } from '../../errors.js';
 import { effectivePaths } from '../../paths/distribution.js';
 import type { ExploreBackend, GradientRun } from './backend.js';
 import { displayPath } from './files.js';
-import { appliesIn, bindingFor, type Action } from './keymap.js';
+import { actionFor, appliesIn, bindingFor, jumpKey, splitKeys, type Action, type KeyPress } from './keymap.js';
 import { PRIORITY } from './scheduler.js';
 import {
   baseline, configKey, currentKey, currentMeasurement, initialState, keptBlocks, reduce, singleBlock,
@@ -75,6 +75,39 @@ export class ExploreController {
     }
   }
 
+  /**
+   * One input event from the terminal: each key in it goes to the jump prompt while that is
+   * open (a key it does not take closes it and then counts as usual), else to its action.
+   */
+  keys(input: string, key: KeyPress, ctx: { page?: number } = {}): void {
+    for (const k of splitKeys(input, key)) {
+      if (this.state.jump !== null && this.jumpInput(k.input, k.key)) continue;
+      const action = actionFor(k.input, k.key);
+      if (action) this.act(action, ctx);
+    }
+  }
+
+  /** A key at the jump prompt; false when the prompt does not take it (the prompt is then closed). */
+  private jumpInput(input: string, key: KeyPress): boolean {
+    const typed = this.state.jump ?? '';
+    const k = jumpKey(input, key);
+    if (k === null || k === 'cancel') this.dispatch({ type: 'jump', text: null });
+    else if (k === 'back') this.dispatch({ type: 'jump', text: typed.slice(0, -1) });
+    else if (k === 'enter') this.jumpTo(typed);
+    else if (typed.length < 6) this.dispatch({ type: 'jump', text: typed + k.digit });
+    return k !== null;
+  }
+
+  private jumpTo(typed: string): void {
+    this.dispatch({ type: 'jump', text: null });
+    if (!typed) return;
+    const n = this.state.info.blocks.length;
+    const i = Number(typed);
+    if (i >= n) return this.status(`no block ${i}: this network's blocks are 0–${n - 1}`, 'error');
+    this.dispatch({ type: 'moveTo', index: i });
+    this.dispatch({ type: 'status', status: null });
+  }
+
   /** Does what a key bound to `action` does. `page`: rows in one screen of the block list. */
   act(action: Action, ctx: { page?: number } = {}): void {
     const s = this.state;
@@ -88,6 +121,7 @@ export class ExploreController {
     if (!appliesIn(bindingFor(action), s.view)) {
       if (action === 'toggle') this.status('Space deletes a block in the blocks view; press 1 to go there');
       if (action === 'gradients') this.status('g runs gradients in the paths view; press 2 to go there');
+      if (action === 'jump') this.status(': jumps to a block in the blocks view; press 1 to go there');
       return;
     }
     const page = Math.max(1, ctx.page ?? 10);
@@ -98,6 +132,7 @@ export class ExploreController {
       case 'pageDown': return this.dispatch({ type: 'move', delta: page });
       case 'first': return this.dispatch({ type: 'moveTo', index: 0 });
       case 'last': return this.dispatch({ type: 'moveTo', index: s.info.blocks.length - 1 });
+      case 'jump': return this.dispatch({ type: 'jump', text: '' });
       case 'nextView': return this.dispatch({ type: 'cycleView', delta: 1 });
       case 'prevView': return this.dispatch({ type: 'cycleView', delta: -1 });
       case 'viewBlocks': return this.dispatch({ type: 'view', view: 'blocks' });

@@ -7,7 +7,7 @@ import type { ViewName } from './state.js';
 export type Action =
   | 'up' | 'down' | 'pageUp' | 'pageDown' | 'first' | 'last'
   | 'nextView' | 'prevView' | 'viewBlocks' | 'viewPaths' | 'viewEnsemble'
-  | 'toggle' | 'reset' | 'export' | 'save' | 'gradients' | 'help' | 'closeHelp' | 'quit';
+  | 'jump' | 'toggle' | 'reset' | 'export' | 'save' | 'gradients' | 'help' | 'closeHelp' | 'quit';
 
 /** The subset of Ink's Key this table reads (Ink's Key fits it). */
 export interface KeyPress {
@@ -19,6 +19,9 @@ export interface KeyPress {
   end?: boolean;
   tab?: boolean;
   escape?: boolean;
+  return?: boolean;
+  backspace?: boolean;
+  delete?: boolean;
   ctrl?: boolean;
   shift?: boolean;
 }
@@ -56,6 +59,7 @@ export const KEYMAP: readonly Binding[] = [
   { action: 'pageDown', keys: [named('pageDown', 'PgDn')], description: 'select one screen down', views: ['blocks'] },
   { action: 'first', keys: [named('home', 'Home')], description: 'select the first block', views: ['blocks'] },
   { action: 'last', keys: [named('end', 'End')], description: 'select the last block', views: ['blocks'] },
+  { action: 'jump', keys: [{ label: ':', short: ':N↵', input: ':' }], description: 'jump to a block by number: type it, then Enter (Esc cancels)', bar: 'jump', views: ['blocks'] },
   { action: 'nextView', keys: [named('tab', 'Tab')], description: 'next view (blocks → paths → ensemble)', bar: 'view' },
   { action: 'prevView', keys: [named('tab', 'Shift-Tab', true)], description: 'previous view' },
   { action: 'viewBlocks', keys: [char('1')], description: 'blocks view: each block, the error when it alone is deleted' },
@@ -83,22 +87,37 @@ export function actionFor(input: string, key: KeyPress): Action | null {
   return null;
 }
 
-const CONTROL: Record<string, KeyPress> = { '\t': { tab: true }, '\r': {}, '\n': {} };
+const CONTROL: Record<string, KeyPress> = { '\t': { tab: true }, '\r': { return: true }, '\n': { return: true }, '\x7f': { backspace: true }, '\b': { backspace: true } };
+
+export interface KeyEvent {
+  input: string;
+  key: KeyPress;
+}
 
 /**
- * The actions of one input event. Keys typed faster than the screen reads them arrive as one
- * run of text ("jj "), which Ink hands over whole: each character then counts on its own.
+ * One input event as the keys it holds. Keys typed faster than the screen reads them arrive as
+ * one run of text ("jj ", ":12\r"), which Ink hands over whole: each character then counts on its own.
  */
-export function actionsFor(input: string, key: KeyPress): Action[] {
-  const one = actionFor(input, key);
-  if (one || [...input].length <= 1 || key.ctrl) return one ? [one] : [];
-  const out: Action[] = [];
-  for (const ch of input) {
+export function splitKeys(input: string, key: KeyPress): KeyEvent[] {
+  if (actionFor(input, key) || [...input].length <= 1 || key.ctrl) return [{ input, key }];
+  return [...input].map((ch) => {
     const code = ch.charCodeAt(0);
-    const a = CONTROL[ch] ? actionFor('', CONTROL[ch]!) : code >= 1 && code <= 26 ? actionFor(String.fromCharCode(code + 96), { ctrl: true }) : actionFor(ch, {});
-    if (a) out.push(a);
-  }
-  return out;
+    if (CONTROL[ch]) return { input: '', key: CONTROL[ch]! };
+    return code >= 1 && code <= 26 ? { input: String.fromCharCode(code + 96), key: { ctrl: true } } : { input: ch, key: {} };
+  });
+}
+
+/** The actions of one input event (see splitKeys). */
+export function actionsFor(input: string, key: KeyPress): Action[] {
+  return splitKeys(input, key).map((k) => actionFor(k.input, k.key)).filter((a): a is Action => a !== null);
+}
+
+/** What a key does while the jump prompt is open: a digit, Backspace, Enter, Esc, or anything else (which closes it). */
+export function jumpKey(input: string, key: KeyPress): { digit: string } | 'back' | 'enter' | 'cancel' | null {
+  if (key.return) return 'enter';
+  if (key.escape) return 'cancel';
+  if (key.backspace || key.delete) return 'back';
+  return !key.ctrl && /^[0-9]$/.test(input) ? { digit: input } : null;
 }
 
 export function bindingFor(action: Action): Binding {

@@ -50,6 +50,8 @@ export interface EnsemblePoint {
   mean: number;
   min: number;
   max: number;
+  /** Standard deviation of the error over the random sets (0 for a single set). */
+  sd: number;
   samples: number;
 }
 
@@ -77,6 +79,8 @@ export interface ExploreState {
   view: ViewName;
   cursor: number;
   help: boolean;
+  /** Digits typed after the jump key (':'), or null when its prompt is closed. */
+  jump: string | null;
   /** Deleted blocks, ascending. */
   deleted: number[];
   /** Every configuration measured so far, by configKey(deleted). */
@@ -99,6 +103,7 @@ export type ExploreEvent =
   | { type: 'toggle'; index?: number }
   | { type: 'reset' }
   | { type: 'help'; show?: boolean }
+  | { type: 'jump'; text: string | null }
   | { type: 'measured'; key: string; measurement: Measurement }
   | { type: 'evaluation'; evaluation: ExploreState['evaluation'] }
   | { type: 'job'; job: JobName; patch: Partial<Job> }
@@ -120,6 +125,7 @@ export function initialState(info: ExploreInfo): ExploreState {
     view: 'blocks',
     cursor: 0,
     help: false,
+    jump: null,
     deleted: [],
     measured: {},
     evaluation: null,
@@ -157,6 +163,8 @@ export function reduce(s: ExploreState, e: ExploreEvent): ExploreState {
       return s.deleted.length ? { ...s, deleted: [] } : s;
     case 'help':
       return { ...s, help: e.show ?? !s.help };
+    case 'jump':
+      return { ...s, jump: e.text };
     case 'measured':
       return { ...s, measured: { ...s.measured, [e.key]: e.measurement } };
     case 'evaluation':
