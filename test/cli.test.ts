@@ -1,6 +1,7 @@
 /** The built CLI as a user runs it: exit codes, one-line errors, stdout vs stderr, JSON. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -100,6 +101,9 @@ test('inspect: one line per row, bold (not red) headers on a terminal, the model
   assert.ok(lines.includes(`recipe: ${meta['reslens.recipe']}`), r.out);
   assert.ok(lines.includes(`test accuracy: ${(Number(meta['reslens.test_accuracy']) * 100).toFixed(2)}% (recorded when the model was made)`), r.out);
   // On a terminal: cli-table3 would make headers red (SGR 31); they are bold (SGR 1).
+  // cli-table3's colour library (@colors/colors) judges this test's stdout and CI=true, not the
+  // terminal reslens would be writing to: switch it on as a terminal would.
+  createRequire(import.meta.url)('@colors/colors/safe').enable();
   const tty = renderInspect(doc, true);
   assert.match(tty, /\x1b\[1m block \x1b\[22m/);
   assert.doesNotMatch(tty, /\x1b\[31m/);

@@ -17,6 +17,7 @@ import { Runtime } from '../src/engine/session.js';
 import { openDataset } from '../src/loader/data/index.js';
 import { encodeModel } from '../src/loader/proto.js';
 import { Random } from '../src/random.js';
+import { captions, COLORS, renderHtml } from '../src/report/html.js';
 import { GradientsDoc, InspectDoc, LesionDoc, PathsDoc, Report, schemaText, withoutTimings } from '../src/report/schema.js';
 import { intactProgram } from '../src/surgery/split.js';
 import { buildNet } from './helpers/build.js';
@@ -362,3 +363,101 @@ for (const f of document.querySelectorAll('figure.plot')) {
     rmSync(profile, { recursive: true, force: true });
   }
 });
+
+// ------------------------------------------------------------------ HTML: what the plots say
+
+/** Each figure's inline SVG, by plot name. */
+function figures(html: string): Map<string, string> {
+  return new Map([...html.matchAll(/<figure id="plot-(\w+)"(.*?)<\/figure>/gs)].map((m) => [m[1]!, m[2]!]));
+}
+/** The data points of a figure (vega's symbol marks): fill and position inside the plot area. */
+function points(svg: string): { fill: string; x: number; y: number }[] {
+  return [...svg.matchAll(/<g class="mark-symbol role-mark[^"]*"[^>]*>(.*?)<\/g>/gs)].flatMap((g) =>
+    [...g[1]!.matchAll(/transform="translate\(([-\d.e]+),([-\d.e]+)\)"[^>]*?fill="(#[0-9a-f]{6})"/g)].map((m) => ({ x: Number(m[1]), y: Number(m[2]), fill: m[3]! })));
+}
+const rgb = (c: string) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
+const distance = (a: string, b: string) => Math.hypot(...rgb(a).map((v, i) => v - rgb(b)[i]!));
+
+test('HTML plots: one colour per concept, distinct swap counts, captions that name only drawn series, decade ticks, no point on the frame', async () => {
+  const html = readFileSync(referenceHtml, 'utf8');
+  const figs = figures(html);
+  const doc = json(reference);
+  // The measured model is blue in every chart; the --compare network orange; downsampling blocks purple.
+  const single = points(figs.get('single')!);
+  const down = new Set(doc.lesion.single.filter((s: { downsampling: boolean }) => s.downsampling).map((s: { unit: number }) => s.unit));
+  assert.ok(down.size > 0 && single.length === doc.lesion.single.length);
+  assert.deepEqual(new Set(single.map((p) => p.fill)), new Set([COLORS.model, COLORS.downsampling]));
+  assert.match(figs.get('k')!, new RegExp(`network: residual \\(res\\.onnx\\)"[^>]*fill="${COLORS.model}"`));
+  assert.match(figs.get('k')!, new RegExp(`network: plain \\(plain\\.onnx\\)"[^>]*fill="${COLORS.compare}"`));
+  assert.notEqual(COLORS.downsampling, COLORS.compare);
+  // Swap counts: one colour each, far apart (not five shades of one blue).
+  const swapFills = [...new Set(points(figs.get('tau')!).map((p) => p.fill))];
+  assert.equal(swapFills.length, doc.lesion.reorder.length);
+  for (const a of swapFills) for (const b of swapFills) if (a !== b) assert.ok(distance(a, b) > 80, `${a} and ${b} look alike`);
+  // No unlabelled line: every line or point series of the τ plot is in its legend.
+  assert.doesNotMatch(figs.get('tau')!, /class="mark-line role-mark/);
+  assert.match(figs.get('tau')!, /mean of a swap count/);
+  // The log-scale gradient axis labels whole decades only, so it has no minor gridlines.
+  const labels = [...figs.get('gradients')!.matchAll(/<text[^>]*>([^<]+)<\/text>/g)].map((m) => m[1]!).filter((t) => /^[\d.e+-]+$/.test(t));
+  const yLabels = labels.filter((t) => t.includes('e'));
+  assert.ok(yLabels.length >= 2, labels.join(' '));
+  for (const t of yLabels) assert.match(t, /^1e[-+]?\d+$/);
+  // Padding: no data point sits on the plot's frame, where half of it would be cut.
+  for (const [name, svg] of figs) {
+    for (const p of points(svg)) assert.ok(p.y >= 5 && p.y <= 235 && p.x >= 5 && p.x <= 555, `${name}: a point at (${p.x}, ${p.y}) is on the frame`);
+  }
+  // Captions: the red stochastic-depth line is named only when the report has it, and drawn then.
+  assert.equal(doc.paths.stochasticDepth, null);
+  assert.doesNotMatch(html, /\bred\b/);
+  const withSd = { ...doc, paths: { ...doc.paths, stochasticDepth: { survival: [1, 0.5], source: 'test', distribution: doc.paths.distribution.map((d: { probability: number }) => d.probability), summary: { mean: 3, sd: 1, mode: 3 }, shortestRange95: { lo: 1, hi: 5, held: 0.95 } } } };
+  assert.match(captions(withSd).paths.title, /red line: lengths sampled in training with stochastic depth/);
+  assert.match(figures(await renderHtml(withSd)).get('paths')!, new RegExp(`stroke="${COLORS.stochasticDepth}"`));
+});
+
+test('the HTML page of a real report as a person sees it: a headless Chromium screenshot with all six plots drawn', (t) => {
+  const chromium = findChromium();
+  assert.ok(chromium, 'chromium is not installed: apt-get install chromium');
+  // Kept after the test, so the screenshot can be looked at (its folder is printed).
+  const shots = mkdtempSync(path.join(os.tmpdir(), 'reslens-report-screenshot-'));
+  const html = path.join(shots, 'resnet20.html');
+  const r = run('report', 'fixtures/models/resnet20.onnx', '--compare', 'fixtures/models/plain20.onnx', '--limit', '100', ...CPU, '--samples', '4', '--swaps', '5',
+    '--gradient-samples', '2', '--gradient-batch', '8', '-o', path.join(shots, 'resnet20.json'), '--html', html);
+  assert.equal(r.code, 0, r.err);
+  const png = path.join(shots, 'resnet20.png');
+  const profile = mkdtempSync(path.join(os.tmpdir(), 'reslens-chromium-'));
+  const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+    '--hide-scrollbars', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0'];
+  try {
+    const shot = spawnSync(chromium, [...flags, '--window-size=1440,1500', `--screenshot=${png}`, `file://${html}`], { encoding: 'utf8', timeout: 90000 });
+    assert.equal(shot.status, 0, shot.stderr);
+    const dom = spawnSync(chromium, [...flags, '--dump-dom', `file://${html}`], { encoding: 'utf8', timeout: 90000 });
+    assert.equal(dom.status, 0, dom.stderr);
+    for (const err of [shot.stderr, dom.stderr]) assert.doesNotMatch(err, /CONSOLE.*(Uncaught|Error)|Failed to load resource/, 'the page logs no errors');
+    // As the browser built it: six figures, each with its SVG and data marks.
+    const built = figures(dom.stdout);
+    assert.deepEqual([...built.keys()], ['single', 'k', 'tau', 'paths', 'gradients', 'contribution']);
+    for (const [name, svg] of built) assert.match(svg, /<svg[^>]*>.*class="mark-\w+ role-mark/s, `${name} has no drawn marks`);
+  } finally {
+    rmSync(profile, { recursive: true, force: true });
+  }
+  t.diagnostic(`screenshot: ${png}`);
+  return checkScreenshot(png);
+});
+
+/** Not blank, and the model's, the --compare network's and the downsampling colours cover visible areas (the plots were painted, not only built). */
+async function checkScreenshot(png: string): Promise<void> {
+  const sharp = (await import('sharp')).default;
+  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  assert.equal(info.width, 1440);
+  let ink = 0;
+  const near: Record<string, number> = { model: 0, compare: 0, downsampling: 0 };
+  const targets = Object.keys(near).map((k) => [k, rgb(COLORS[k as keyof typeof COLORS])] as const);
+  for (let i = 0; i < data.length; i += 3) {
+    const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
+    if (r < 235 || g < 235 || b < 235) ink++;
+    for (const [k, c] of targets) if (Math.abs(r - c[0]!) + Math.abs(g - c[1]!) + Math.abs(b - c[2]!) < 30) near[k]!++;
+  }
+  const pixels = info.width * info.height;
+  assert.ok(ink / pixels > 0.03, `only ${((ink / pixels) * 100).toFixed(2)}% of the page is not white`);
+  for (const [k, n] of Object.entries(near)) assert.ok(n > 50, `${k} colour (${COLORS[k as keyof typeof COLORS]}) covers ${n} pixels`);
+}

@@ -13,6 +13,25 @@ export type PlotName = (typeof PLOTS)[number];
 const W = 560;
 const H = 240;
 
+/**
+ * One colour per concept on every chart: the measured model, the --compare network, downsampling
+ * blocks, means over random samples, stochastic depth, the effective paths. Counts that are only
+ * labels (the swap counts) take a categorical scheme that avoids these.
+ */
+export const COLORS = {
+  model: '#4c78a8',
+  compare: '#f58518',
+  downsampling: '#b279a2',
+  mean: '#222222',
+  stochasticDepth: '#e45756',
+  effective: '#54a24b',
+  baseline: '#666666',
+} as const;
+const SWAP_COLORS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#17becf', '#bcbd22', '#8c564b'];
+
+/** Room (pixels) at each end of a continuous axis, so no point at the extremes is cut by the frame. */
+const PAD = 10;
+
 function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
@@ -40,26 +59,26 @@ function singleSpec(r: Report): Spec | null {
   const l = r.lesion;
   if (!l || !l.single.length) return null;
   const rows = l.single.map((x) => ({ unit: x.unit, error: x.error, kind: x.downsampling ? 'downsampling' : 'same shape' }));
-  const errScale = { zero: false, nice: true };
+  const errScale = { zero: false, nice: true, padding: PAD };
   return {
     layer: [
       {
         data: { values: [{ error: l.baseline.error }] },
-        mark: { type: 'rule', strokeDash: [5, 4], color: '#333' },
+        mark: { type: 'rule', strokeDash: [5, 4], color: COLORS.baseline },
         encoding: { y: { field: 'error', type: 'quantitative', scale: errScale } },
       },
       {
         data: { values: rows },
         mark: { type: 'line', color: '#999' },
-        encoding: { x: { field: 'unit', type: 'quantitative' }, y: { field: 'error', type: 'quantitative', scale: errScale } },
+        encoding: { x: { field: 'unit', type: 'quantitative', scale: { padding: PAD, nice: false } }, y: { field: 'error', type: 'quantitative', scale: errScale } },
       },
       {
         data: { values: rows },
         mark: { type: 'circle', size: 60, opacity: 1 },
         encoding: {
-          x: { field: 'unit', type: 'quantitative', title: `deleted ${l.unit}`, axis: ints(0, l.units - 1) },
+          x: { field: 'unit', type: 'quantitative', title: `deleted ${l.unit}`, axis: ints(0, l.units - 1), scale: { padding: PAD, nice: false } },
           y: { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: errScale },
-          color: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['same shape', 'downsampling'] }, legend: { orient: 'bottom' } },
+          color: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['same shape', 'downsampling'], range: [COLORS.model, COLORS.downsampling] }, legend: { orient: 'bottom' } },
         },
       },
     ],
@@ -75,22 +94,27 @@ function kRows(l: NonNullable<Report['lesion']>, network: string) {
 function kSpec(r: Report): Spec | null {
   const l = r.lesion;
   if (!l || !l.k.length) return null;
-  const a = kRows(l, `${l.network} (${path.basename(r.model.path)})`);
-  const b = r.compare && r.compare.k.length ? kRows(r.compare, `${r.compare.network} (${path.basename(r.compare.model.path)})`) : { means: [], samples: [] };
-  const color = { field: 'network', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 400 } };
+  const aName = `${l.network} (${path.basename(r.model.path)})`;
+  const a = kRows(l, aName);
+  const bName = r.compare && r.compare.k.length ? `${r.compare.network} (${path.basename(r.compare.model.path)})` : null;
+  const b = r.compare && bName ? kRows(r.compare, bName) : { means: [], samples: [] };
+  // The measured model first and in its colour, whatever the names sort as.
+  const scale = bName ? { domain: [aName, bName], range: [COLORS.model, COLORS.compare] } : { domain: [aName], range: [COLORS.model] };
+  const color = { field: 'network', type: 'nominal', title: null, scale, legend: { orient: 'bottom', labelLimit: 400 } };
+  const y = { field: 'error', type: 'quantitative', scale: { zero: false, padding: PAD } };
   return {
     layer: [
       {
         data: { values: [...a.samples, ...b.samples] },
         mark: { type: 'circle', opacity: 0.35, size: 30 },
-        encoding: { x: { field: 'k', type: 'quantitative' }, y: { field: 'error', type: 'quantitative', scale: { zero: false } }, color },
+        encoding: { x: { field: 'k', type: 'quantitative', scale: { padding: PAD, nice: false } }, y, color },
       },
       {
         data: { values: [...a.means, ...b.means] },
         mark: { type: 'line', point: true },
         encoding: {
-          x: { field: 'k', type: 'quantitative', title: 'blocks deleted at random (k)', axis: ints(0, Math.max(...a.means.map((m) => m.k), ...b.means.map((m) => m.k))) },
-          y: { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: { zero: false } },
+          x: { field: 'k', type: 'quantitative', title: 'blocks deleted at random (k)', axis: ints(0, Math.max(...a.means.map((m) => m.k), ...b.means.map((m) => m.k))), scale: { padding: PAD, nice: false } },
+          y: { ...y, title: 'test error', axis: pctAxis },
           color,
         },
       },
@@ -101,24 +125,27 @@ function kSpec(r: Report): Spec | null {
 function tauSpec(r: Report): Spec | null {
   const l = r.lesion;
   if (!l || !l.reorder.length) return null;
-  const samples = l.reorder.flatMap((x) => x.samples.map((s) => ({ tau: s.kendallTau, error: s.error, swaps: x.swaps })));
-  const means = [{ tau: 1, error: l.baseline.error }, ...l.reorder.map((x) => ({ tau: x.meanTau, error: x.meanError }))];
+  const ORDER = 'one random order';
+  const MEAN = 'mean of a swap count';
+  const samples = l.reorder.flatMap((x) => x.samples.map((s) => ({ tau: s.kendallTau, error: s.error, swaps: x.swaps, what: ORDER })));
+  const means = l.reorder.map((x) => ({ tau: x.meanTau, error: x.meanError, swaps: x.swaps, what: MEAN }));
+  const swaps = l.reorder.map((x) => x.swaps);
+  // Each swap count its own colour (a categorical scheme: five shades of one hue read as one); the
+  // means as diamonds, not a line: means of different swap counts can share a τ, and a line
+  // through them in τ order jumps up and down there.
+  const color = { field: 'swaps', type: 'ordinal', title: 'swaps', scale: { domain: swaps, range: swaps.map((_, i) => SWAP_COLORS[i % SWAP_COLORS.length]) }, legend: { orient: 'bottom' } };
+  const shape = { field: 'what', type: 'nominal', title: null, scale: { domain: [ORDER, MEAN], range: ['circle', 'diamond'] }, legend: { orient: 'bottom', labelLimit: 300 } };
+  const x = { field: 'tau', type: 'quantitative', title: "Kendall's τ of the block order", scale: { zero: false, reverse: true, padding: PAD, nice: false } };
+  const y = { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: { zero: false, padding: PAD } };
   return {
     layer: [
       {
-        data: { values: samples },
-        mark: { type: 'circle', opacity: 0.5, size: 30 },
-        encoding: {
-          x: { field: 'tau', type: 'quantitative', title: "Kendall's τ of the block order", scale: { zero: false, reverse: true } },
-          y: { field: 'error', type: 'quantitative', title: 'test error', axis: pctAxis, scale: { zero: false } },
-          color: { field: 'swaps', type: 'ordinal', title: 'swaps', legend: { orient: 'bottom' } },
-        },
+        data: { values: [{ error: l.baseline.error }] },
+        mark: { type: 'rule', strokeDash: [5, 4], color: COLORS.baseline },
+        encoding: { y: { field: 'error', type: 'quantitative' } },
       },
-      {
-        data: { values: means },
-        mark: { type: 'line', point: true, color: '#333' },
-        encoding: { x: { field: 'tau', type: 'quantitative' }, y: { field: 'error', type: 'quantitative' } },
-      },
+      { data: { values: samples }, mark: { type: 'point', filled: true, opacity: 0.6, size: 30 }, encoding: { x, y, color, shape } },
+      { data: { values: means }, mark: { type: 'point', filled: true, opacity: 1, size: 140, stroke: COLORS.mean, strokeWidth: 1 }, encoding: { x, y, color, shape } },
     ],
   };
 }
@@ -131,11 +158,11 @@ function pathsSpec(r: Report): Spec | null {
   const layer: Spec[] = [
     {
       data: { values: rows },
-      mark: { type: 'rect', stroke: 'white', strokeWidth: p.n > 100 ? 0 : 0.5 },
+      mark: { type: 'rect', color: COLORS.model, stroke: 'white', strokeWidth: p.n > 100 ? 0 : 0.5 },
       encoding: {
         x: { field: 'lo', type: 'quantitative', title: 'path length (residual branches passed)', axis: ints(0, p.n), scale: { nice: false } },
         x2: { field: 'hi' },
-        y: { field: 'probability', type: 'quantitative', title: 'share of paths' },
+        y: { field: 'probability', type: 'quantitative', title: 'share of paths', scale: { padding: PAD } },
         y2: { datum: 0 },
       },
     },
@@ -143,31 +170,49 @@ function pathsSpec(r: Report): Spec | null {
   if (p.stochasticDepth) {
     layer.push({
       data: { values: p.stochasticDepth.distribution.map((v, k) => ({ k, probability: v })) },
-      mark: { type: 'line', color: '#d62728' },
+      mark: { type: 'line', color: COLORS.stochasticDepth, strokeWidth: 2 },
       encoding: { x: { field: 'k', type: 'quantitative' }, y: { field: 'probability', type: 'quantitative' } },
     });
   }
   return { layer };
 }
 
+/** Ticks at whole powers of ten only (vega's log axis adds 2x and 5x ticks, each with a gridline), at most about eight. */
+export function decades(lo: number, hi: number): number[] {
+  const a = Math.floor(Math.log10(lo));
+  const b = Math.ceil(Math.log10(hi));
+  const step = Math.max(1, Math.ceil((b - a) / 8));
+  const out: number[] = [];
+  for (let e = a; e <= b; e += step) out.push(10 ** e);
+  return out;
+}
+
 function gradientSpec(r: Report): Spec | null {
   const g = r.gradients;
   if (!g) return null;
-  const samples = g.samples.filter((s) => s.norm !== null && s.norm > 0).map((s) => ({ k: s.k, norm: s.norm }));
+  const samples = g.samples.filter((s) => s.norm !== null && s.norm > 0).map((s) => ({ k: s.k, norm: s.norm! }));
   const means = g.meanNorm.map((m, k) => ({ k, norm: m })).filter((x) => x.norm !== null && x.norm > 0);
   if (!samples.length) return null;
-  const y = { field: 'norm', type: 'quantitative', scale: { type: 'log' } };
+  const norms = samples.map((s) => s.norm);
+  const ticks = decades(Math.min(...norms), Math.max(...norms));
+  const y = { field: 'norm', type: 'quantitative', scale: { type: 'log', domain: [ticks[0], ticks[ticks.length - 1]], nice: false } };
+  const x = { field: 'k', type: 'quantitative', scale: { padding: PAD, nice: false } };
+  const what = { field: 'what', type: 'nominal', title: null, scale: { domain: ['one sample', 'mean per length'], range: [COLORS.model, COLORS.mean] }, legend: { orient: 'bottom' } };
   return {
     layer: [
       {
-        data: { values: samples },
-        mark: { type: 'circle', opacity: 0.3, size: 20 },
-        encoding: { x: { field: 'k', type: 'quantitative', title: 'path length k', axis: ints(0, g.n) }, y: { ...y, title: 'gradient norm at the first block (log)' } },
+        data: { values: samples.map((s) => ({ ...s, what: 'one sample' })) },
+        mark: { type: 'circle', opacity: 0.4, size: 20 },
+        encoding: {
+          x: { ...x, title: 'path length k', axis: ints(0, g.n) },
+          y: { ...y, title: 'gradient norm at the first block (log)', axis: { values: ticks, format: '.0e' } },
+          color: what,
+        },
       },
       {
-        data: { values: means },
-        mark: { type: 'line', point: true, color: '#d62728' },
-        encoding: { x: { field: 'k', type: 'quantitative' }, y },
+        data: { values: means.map((m) => ({ ...m, what: 'mean per length' })) },
+        mark: { type: 'line', point: true },
+        encoding: { x, y, color: what },
       },
     ],
   };
@@ -182,35 +227,41 @@ function contributionSpec(r: Report): Spec | null {
   if (range) {
     layer.push({
       data: { values: [{ lo: range.lo, hi: range.hi }] },
-      mark: { type: 'rect', opacity: 0.15, color: '#2ca02c' },
+      mark: { type: 'rect', opacity: 0.15, color: COLORS.effective },
       encoding: { x: { field: 'lo', type: 'quantitative' }, x2: { field: 'hi' } },
     });
   }
   layer.push({
     data: { values: rows },
-    mark: { type: 'line', point: true },
+    mark: { type: 'line', point: true, color: COLORS.model },
     encoding: {
-      x: { field: 'k', type: 'quantitative', title: 'path length k', axis: ints(0, g.n) },
-      y: { field: 'share', type: 'quantitative', title: 'share of the total gradient (C(n,k)·E|g_k|)', axis: pctAxis },
+      x: { field: 'k', type: 'quantitative', title: 'path length k', axis: ints(0, g.n), scale: { padding: PAD, nice: false } },
+      y: { field: 'share', type: 'quantitative', title: 'share of the total gradient (C(n,k)·E|g_k|)', axis: pctAxis, scale: { padding: PAD } },
     },
   });
   return { layer };
 }
 
-const CAPTIONS: Record<PlotName, { title: string; missing: string }> = {
-  single: { title: 'Test error when one block is deleted (dashed: the intact network)', missing: 'no single-block sweep (--no-lesion)' },
-  k: { title: 'Test error against the number of blocks deleted at random (k = 0: intact)', missing: 'no k-block sweep (--no-lesion)' },
-  tau: { title: "Test error against Kendall's τ of the reordered blocks (τ = 1: original order)", missing: 'no reordering (--no-reorder)' },
-  paths: { title: 'Path-length distribution of the unraveled network (red: sampled in training with stochastic depth)', missing: 'no path distribution (--no-paths)' },
-  gradients: { title: 'Gradient magnitude against path length (red: mean per length; log scale)', missing: 'no gradients (--no-gradients)' },
-  contribution: { title: 'Total gradient magnitude contributed by paths of each length (green: the effective paths)', missing: 'no gradients (--no-gradients)' },
-};
+/** Each plot's caption, naming only the series the report has. */
+export function captions(r: Report): Record<PlotName, { title: string; missing: string }> {
+  const sd = r.paths?.stochasticDepth ? ' (red line: lengths sampled in training with stochastic depth)' : '';
+  const range = r.gradients?.effective.range ? ' (green band: the effective paths)' : '';
+  return {
+    single: { title: 'Test error when one block is deleted (dashed: the intact network)', missing: 'no single-block sweep (--no-lesion)' },
+    k: { title: 'Test error against the number of blocks deleted at random (k = 0: intact; line: mean, dots: each random set)', missing: 'no k-block sweep (--no-lesion)' },
+    tau: { title: "Test error against Kendall's τ of the reordered blocks (τ = 1: original order; dashed: the intact network)", missing: 'no reordering (--no-reorder)' },
+    paths: { title: `Path-length distribution of the unraveled network${sd}`, missing: 'no path distribution (--no-paths)' },
+    gradients: { title: 'Gradient magnitude against path length (log scale)', missing: 'no gradients (--no-gradients)' },
+    contribution: { title: `Total gradient magnitude contributed by paths of each length${range}`, missing: 'no gradients (--no-gradients)' },
+  };
+}
 
 export async function renderHtml(r: Report): Promise<string> {
   const specs: Record<PlotName, Spec | null> = {
     single: singleSpec(r), k: kSpec(r), tau: tauSpec(r), paths: pathsSpec(r), gradients: gradientSpec(r), contribution: contributionSpec(r),
   };
   const figures: string[] = [];
+  const CAPTIONS = captions(r);
   for (const name of PLOTS) {
     const spec = specs[name];
     const body = spec ? await toSvg(spec) : `<p class="missing">${esc(CAPTIONS[name].missing)}</p>`;
@@ -242,9 +293,10 @@ export async function renderHtml(r: Report): Promise<string> {
 body { font-family: sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.4em; }
 table.facts td { padding: 2px 12px 2px 0; vertical-align: top; }
+table.facts { margin-bottom: 1.5em; }
 table.facts td:first-child { color: #666; white-space: nowrap; }
 .plots { display: flex; flex-wrap: wrap; gap: 24px; }
-figure.plot { margin: 0; }
+figure.plot { margin: 0; max-width: 660px; }
 figcaption { font-size: 0.9em; margin-bottom: 6px; }
 p.missing { color: #888; font-style: italic; height: 60px; }
 </style>
