@@ -443,7 +443,7 @@ describe('app', () => {
       assert.match(ui.frame(), /› \[ \]\s+0\s+0 identity/);
       assert.match(ui.frame(), /\[ \]\s+2\s+1 projection ↓/);
       assertFits(ui.frame(), size);
-      await waitFor('the single-block sweep', () => ui.controller.getState().jobs.sweep.status === 'done');
+      await waitFor('the single-block sweep', () => ui.controller.getState().jobs.sweep.status === 'done', 60000);
       const singles = [0, 1, 2, 3, 4].map((i) => ui.controller.getState().measured[String(i)]!.error);
       assert.ok(singles.some((e) => e > 0), `some single deletion costs accuracy: ${singles}`);
       assert.match(ui.frame(), /\+\d+\.\d\d\s+\d+\.\d\d%/, 'rows show the error rise');

@@ -132,8 +132,12 @@ export class EngineBackend implements ExploreBackend {
     const maxK = Math.min(eligible, this.o.maxK ?? 10);
     const ks = Array.from({ length: maxK }, (_, i) => i + 1);
     const data = gatedDataset(source, this.gate, which === 'ensemble' ? PRIORITY.ensemble : PRIORITY.compare, o.signal);
+    const samples = this.o.ensembleSamples ?? 10;
+    // The gate is held one batch at a time: a batch of all these programs is kept near 2048 image
+    // passes (64 images × 31 programs, 3 sets per k), so a toggle waits no longer behind it.
+    const batch = Math.max(4, Math.min(this.batch, 64, Math.floor(2048 / (1 + ks.length * samples))));
     const r = await runLesion(engine, data, {
-      mode: { kind: 'delete' }, single: false, k: ks, samples: this.o.ensembleSamples ?? 10, seed: this.o.seed ?? 0, batch: Math.min(this.batch, 64),
+      mode: { kind: 'delete' }, single: false, k: ks, samples, seed: this.o.seed ?? 0, batch,
     }, { signal: o.signal, onProgress: o.onProgress });
     // runLesion keeps partial counts when stopped; a curve over part of the data is not wanted here.
     if (r.interrupted || o.signal.aborted) throw new Interrupted();
