@@ -45,7 +45,8 @@ export function shareArg(flag: string) {
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)').argParser(positiveInt('--threads', 1024)))
-    .addOption(new Option('--device <device>', 'where to run: auto picks cuda, then webgpu, then cpu').choices(DEVICES).default('auto'));
+    .addOption(new Option('--device <device>', 'where to run: auto picks cuda, then a hardware webgpu adapter, then cpu').choices(DEVICES).default('auto'))
+    .addOption(new Option('--verbose', 'say on stderr where each onnxruntime session\'s nodes run, and the tensors copied to and from the device'));
 }
 
 export function addJsonOptions(cmd: Command): Command {
@@ -86,6 +87,7 @@ export interface RuntimeFlags {
   device?: DeviceRequest;
   /** Say on stderr which device runs (for commands that evaluate networks at length). */
   announce?: boolean;
+  verbose?: boolean;
 }
 
 export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Promise<T>): Promise<T> {
@@ -97,10 +99,12 @@ export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Pr
     }
     return choice.device;
   };
-  const rt = new Runtime({ threads: opts.threads, choose });
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  const rt = new Runtime({ threads: opts.threads, choose, ...(opts.verbose ? { onPlacement: say } : {}) });
   try {
     return await fn(rt);
   } finally {
+    if (opts.verbose && rt.device !== 'cpu') say(`copies: ${rt.copies.uploads} tensors to ${rt.device}, ${rt.copies.downloads} back`);
     await rt.close();
   }
 }

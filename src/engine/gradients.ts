@@ -10,7 +10,7 @@ import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, withSavedOut
 import type { ResidualBlock, Segment } from '../surgery/blocks.js';
 import type { Network } from './network.js';
 import { probeShapes } from './probe.js';
-import type { Runtime, Session, Tensor } from './session.js';
+import { isHost, type Runtime, type Session, type Tensor, type Value } from './session.js';
 
 type BackKernel = { session: Session; saved: string[] } | { js: (g: Float32Array) => Float32Array };
 
@@ -132,7 +132,10 @@ export class PathGradients {
     for (let j = 0; j < this.blockSegs.length; j += this.groupSize) {
       this.groups.push({ first: j, last: Math.min(j + this.groupSize, this.blockSegs.length) - 1 });
     }
-    this.forward = await this.rt.create(withSavedOutputs(model.proto, [...saved], masks), 'forward with saved tensors');
+    // The saved tensors go only to backward sessions: on a GPU they stay there (the logits,
+    // which the loss gradient reads, come back with the rest of the host-side values).
+    const keep = [...saved, ...masks.keys()].filter((t) => t !== this.net.output);
+    this.forward = await this.rt.create(withSavedOutputs(model.proto, [...saved], masks), 'forward with saved tensors', { keep });
     this.lossGrad = await this.rt.create(buildSoftmaxCrossEntropyGrad(classes), 'softmax cross-entropy gradient');
   }
 
@@ -165,9 +168,9 @@ export class PathGradients {
     return k;
   }
 
-  private async back(k: BackKernel, g: Float32Array, dims: number[], fwd: Map<string, Tensor>): Promise<Float32Array> {
+  private async back(k: BackKernel, g: Float32Array, dims: number[], fwd: Map<string, Value>): Promise<Float32Array> {
     if ('js' in k) return k.js(g);
-    const feeds: Record<string, Tensor> = { [GRAD_OUT]: { data: g, dims } };
+    const feeds: Record<string, Value> = { [GRAD_OUT]: { data: g, dims } };
     for (const t of k.saved) feeds[t] = fwd.get(t)!;
     const out = await k.session.run(feeds);
     return out[GRAD_IN]!.data as Float32Array;
@@ -185,12 +188,28 @@ export class PathGradients {
     signal?: AbortSignal,
     keepGradients = false,
   ): Promise<{ norms: number[]; loss: number; gradients?: Float64Array[] }> {
-    const { structure: s } = this.net;
     const n = labels.length;
     const x: Tensor = { data: images, dims: [n, ...this.net.preprocessing.inputShape] };
-    const res = await this.forward.run({ [this.net.input]: x });
-    const fwd = new Map<string, Tensor>(Object.entries(res));
+    const res = await this.forward.runMixed({ [this.net.input]: x });
+    const fwd = new Map<string, Value>(Object.entries(res));
     fwd.set(this.net.input, x);
+    try {
+      return await this.backward(res, fwd, labels, choices, signal, keepGradients);
+    } finally {
+      for (const v of fwd.values()) if (!isHost(v)) v.dispose();
+    }
+  }
+
+  private async backward(
+    res: Record<string, Value>,
+    fwd: Map<string, Value>,
+    labels: Int32Array,
+    choices: number[][],
+    signal: AbortSignal | undefined,
+    keepGradients: boolean,
+  ): Promise<{ norms: number[]; loss: number; gradients?: Float64Array[] }> {
+    const { structure: s } = this.net;
+    const n = labels.length;
     const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: BigInt64Array.from(labels, (v) => BigInt(v)), dims: [n] } });
     const loss = (lg.loss!.data as Float32Array)[0]!;
     // Backward through head and glue after the last block (shared by every sample).
