@@ -13,7 +13,7 @@
  *
  *   node --import tsx bench/gradients.ts [--model fixtures/models/resnet56.onnx] [--batches 5]
  *     [--batch 32] [--k 0-N] [--seed 1] [--data IDX] [--threads N] [--weights M.pt]
- *     [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]
+ *     [--python /usr/bin/python3] [--no-torch] [--reference] [--device cpu] [--json FILE]
  *
  * The plan is makePlan's (as `reslens gradients` makes it): --batches random batches of
  * --batch images, on each one sample per k (k = 0..n by default), so samples = batches × |k|.
@@ -49,7 +49,7 @@ import { DEFAULT_GROUP, PathGradients } from '../src/engine/gradients.js';
 import { makePlan, runGradients, type GradientPlan } from '../src/studies/gradients.js';
 import { exactSession, makeExactPlan, runExact, type ExactSummary } from '../src/studies/exact.js';
 import { openNetwork } from '../src/engine/network.js';
-import { Runtime, onnxruntimeVersion } from '../src/engine/session.js';
+import { Runtime, onnxruntimeVersion, type Device } from '../src/engine/session.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DEFAULT_DATA = path.join(ROOT, 'fixtures', 'data', 't10k-images-idx3-ubyte');
@@ -65,6 +65,8 @@ interface Args {
   k?: string;
   seed: number;
   threads: number;
+  /** Where the reslens children run (webgpu, cuda: scripts/device-check.sh). */
+  device: Device;
   weights?: string;
   python: string;
   torch: boolean;
@@ -102,6 +104,7 @@ function parse(): Args {
       k: { type: 'string' },
       seed: { type: 'string', default: '1' },
       threads: { type: 'string', default: String(os.cpus().length) },
+      device: { type: 'string', default: 'cpu' },
       weights: { type: 'string' },
       python: { type: 'string', default: PYTHON },
       'no-torch': { type: 'boolean', default: false },
@@ -117,13 +120,15 @@ function parse(): Args {
   if (values.help) {
     process.stdout.write(
       'node --import tsx bench/gradients.ts [--model M.onnx] [--batches 5] [--batch 32] [--k 0-N] [--seed 1]\n' +
-        '  [--data IDX] [--threads N] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]\n' +
+        '  [--data IDX] [--threads N] [--device cpu|webgpu|cuda] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]\n' +
         'node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N] [--python /usr/bin/python3]\n',
     );
     process.exit(0);
   }
+  if (!['cpu', 'webgpu', 'cuda'].includes(values.device!)) throw new UsageError(`--device: '${values.device}' is not cpu, webgpu or cuda`);
   return {
     child: values.child!,
+    device: values.device as Device,
     plan: values.plan,
     model: path.resolve(values.model!),
     data: path.resolve(values.data!),
@@ -149,7 +154,7 @@ async function child(a: Args): Promise<MethodResult | ExactResult> {
   if (a.exact) return exactChild(a);
   const plan = JSON.parse(readFileSync(a.plan!, 'utf8')) as GradientPlan;
   const t0 = performance.now();
-  const rt = new CountingRuntime({ threads: a.threads });
+  const rt = new CountingRuntime({ threads: a.threads, device: a.device });
   try {
     const net = await openNetwork(rt, a.model);
     const data = await openDataFor(net, { data: a.data });
@@ -272,7 +277,7 @@ async function parent(a: Args): Promise<number> {
   let torchSkipped: string | null = null;
   try {
     process.stderr.write(`reslens: ${plan.samples.length} samples on ${plan.batches.length} batches…\n`);
-    const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--plan', planFile, '--model', a.model, '--data', a.data, '--threads', String(a.threads)];
+    const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--plan', planFile, '--model', a.model, '--data', a.data, '--threads', String(a.threads), '--device', a.device];
     results.push((await runJson(process.execPath, argv)) as unknown as MethodResult);
     process.stderr.write('reslens, one backward call per block…\n');
     results.push((await runJson(process.execPath, [...argv, '--group', '1'])) as unknown as MethodResult);

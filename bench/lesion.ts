@@ -9,7 +9,10 @@
  *
  *   node --import tsx bench/lesion.ts [--model fixtures/models/resnet56.onnx]
  *     [--data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz] [--limit N]
- *     [--batch 256] [--threads N] [--methods engine,naive,torch] [--json FILE]
+ *     [--batch 256] [--threads N] [--methods engine,naive,torch] [--device cpu] [--json FILE]
+ *
+ * --device runs the onnxruntime methods on webgpu or cuda (scripts/device-check.sh compares
+ * their counts with the CPU's).
  *
  * Seconds run from after module loading to the last batch: opening the network (structure
  * detection, shape probe), the data, every ORT session created, every forward. Peak RSS is
@@ -27,7 +30,7 @@ import { openDataFor } from '../src/commands/common.js';
 import { Engine, predictedClass } from '../src/engine/engine.js';
 import { unitInfo } from '../src/studies/network.js';
 import { openNetwork } from '../src/engine/network.js';
-import { onnxruntimeVersion } from '../src/engine/session.js';
+import { onnxruntimeVersion, type Device } from '../src/engine/session.js';
 import { DELETE, exportProgram, intactProgram, unitCount, type Program } from '../src/surgery/split.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -65,6 +68,7 @@ interface Args {
   limit?: number;
   batch: number;
   threads: number;
+  device: Device;
   methods: Method[];
   json?: string;
   weights?: string;
@@ -81,6 +85,7 @@ function parse(): Args {
       batch: { type: 'string', default: '256' },
       threads: { type: 'string', default: String(os.cpus().length) },
       methods: { type: 'string', default: METHODS.join(',') },
+      device: { type: 'string', default: 'cpu' },
       json: { type: 'string' },
       weights: { type: 'string' },
       python: { type: 'string', default: PYTHON },
@@ -91,7 +96,7 @@ function parse(): Args {
   if (values.help) {
     process.stdout.write(
       'node --import tsx bench/lesion.ts [--model M.onnx] [--data IDX] [--limit N] [--batch 256] [--threads N]\n' +
-        '  [--methods engine,naive,torch] [--weights M.pt] [--python /usr/bin/python3] [--json FILE]\n',
+        '  [--methods engine,naive,torch] [--device cpu|webgpu|cuda] [--weights M.pt] [--python /usr/bin/python3] [--json FILE]\n',
     );
     process.exit(0);
   }
@@ -99,8 +104,10 @@ function parse(): Args {
   for (const m of methods) if (!(METHODS as readonly string[]).includes(m)) throw new UsageError(`--methods: '${m}' is not one of ${METHODS.join(', ')}`);
   if (!methods.includes('engine')) throw new UsageError('--methods: engine (reslens) is the reference and must be included');
   if (values.method !== undefined && values.method !== 'engine' && values.method !== 'naive') throw new UsageError(`--method: '${values.method}' is not engine or naive`);
+  if (!['cpu', 'webgpu', 'cuda'].includes(values.device!)) throw new UsageError(`--device: '${values.device}' is not cpu, webgpu or cuda`);
   return {
     method: values.method as Method | undefined,
+    device: values.device as Device,
     model: path.resolve(values.model!),
     data: path.resolve(values.data!),
     limit: positive('limit', values.limit),
@@ -130,7 +137,7 @@ function progress(line: string): void {
 async function child(args: Args): Promise<MethodResult> {
   const method = args.method!;
   const t0 = performance.now();
-  const rt = new CountingRuntime({ threads: args.threads });
+  const rt = new CountingRuntime({ threads: args.threads, device: args.device });
   try {
     const net = await openNetwork(rt, args.model);
     const data = await openDataFor(net, { data: args.data, limit: args.limit });
@@ -199,7 +206,7 @@ async function child(args: Args): Promise<MethodResult> {
 // ---------------------------------------------------------------- parent
 
 function nodeChild(method: 'engine' | 'naive', a: Args): Promise<MethodResult> {
-  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--method', method, '--model', a.model, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads)];
+  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--method', method, '--model', a.model, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads), '--device', a.device];
   if (a.limit) argv.push('--limit', String(a.limit));
   return runJson(process.execPath, argv) as Promise<MethodResult>;
 }
