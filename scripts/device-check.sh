@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# On the GPU machine: the checks that need a GPU, and the lesion benchmark on cpu against webgpu
-# (and cuda when its provider is present), printed as one table. Exits non-zero when a GPU result
-# differs from the CPU's by more than 2 images in 10,000 (errors) or 1e-3 relative (gradient norms).
+# On a GPU machine: bench/lesion (the single-block sweep through the engine) and bench/gradients
+# (sampled path gradients) on cpu, webgpu and cuda, each compared with the CPU in one table.
+# Exits non-zero when a device that ran differs from the CPU (wrong images beyond 2 in 10,000,
+# gradient norms beyond 1e-5 relative); a device that is not available here is listed, not failed.
+#   DEVICE_CHECK_SIZE=full (default): resnet56 on the 1000 fixture images, 5 gradient batches of 32
+#     on k = 0..27 (140 samples); meant to take well under 10 minutes on an H100/H200.
+#   DEVICE_CHECK_SIZE=tiny: resnet20 on 32 images, 2 batches of 8 on k = 0,3,6,9, for trying the
+#     script without a GPU (WebGPU on SwiftShader: set VK_ICD_FILENAMES, XDG_RUNTIME_DIR and
+#     LD_LIBRARY_PATH as test/webgpu.test.ts does).
+#   DEVICE_CHECK_DEVICES="cpu webgpu cuda" (default) chooses the devices; cpu, the reference, always runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/bin:$PATH"
 for f in "${GL_DEBS:-/work/.device/gl}"/*.deb .device/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done 2>/dev/null; ldconfig 2>/dev/null
-export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
+if [ -z "${VK_ICD_FILENAMES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+  export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
+fi
 out=${OUT:-/tmp/device-check}; mkdir -p "$out"
-model=fixtures/models/resnet56.onnx; [ -f "$model" ] || model=fixtures/models/resnet20.onnx
+data=fixtures/data/t10k-images-idx3-ubyte
+case "${DEVICE_CHECK_SIZE:-full}" in
+  tiny) model=fixtures/models/resnet20.onnx; lesion=(--limit 32 --batch 32); grads=(--batches 2 --batch 8 --k 0,3,6,9) ;;
+  full) model=fixtures/models/resnet56.onnx; lesion=(--batch 250); grads=(--batches 5 --batch 32 --k 0-27) ;;
+  *) echo "DEVICE_CHECK_SIZE: '${DEVICE_CHECK_SIZE}' is not tiny or full" >&2; exit 2 ;;
+esac
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
-for d in cpu webgpu cuda; do
-  if node dist/cli.js lesion "$model" --device "$d" --k 1,2,4 --samples 5 --json "$out/lesion-$d.json" --force 2>"$out/lesion-$d.err"; then
-    node dist/cli.js gradients "$model" --device "$d" --samples 5 --json "$out/gradients-$d.json" --force 2>"$out/gradients-$d.err" || true
-    [ "$d" = cpu ] || node dist/cli.js gradients "$model" --device cpu --plan "$out/gradients-$d.json" --json "$out/gradients-cpu-$d.json" --force 2>/dev/null
-  else
-    echo "$d: $(tail -1 "$out/lesion-$d.err")"
-  fi
+echo "model: $model; data: $data; size: ${DEVICE_CHECK_SIZE:-full}"
+devices=" ${DEVICE_CHECK_DEVICES:-cpu webgpu cuda} "
+[[ "$devices" == *" cpu "* ]] || devices=" cpu$devices"
+for d in $devices; do
+  start=$SECONDS
+  node --import tsx bench/lesion.ts --device "$d" --methods engine --model "$model" --data "$data" "${lesion[@]}" --json "$out/lesion-$d.json" >"$out/lesion-$d.txt" 2>"$out/lesion-$d.err" \
+    || echo "$d: lesion failed: $(grep -v '^\s*$' "$out/lesion-$d.err" | tail -1)" | tee "$out/lesion-$d.failed"
+  node --import tsx bench/gradients.ts --device "$d" --no-torch --model "$model" --data "$data" "${grads[@]}" --json "$out/gradients-$d.json" >"$out/gradients-$d.txt" 2>"$out/gradients-$d.err" \
+    || echo "$d: gradients failed: $(grep -v '^\s*$' "$out/gradients-$d.err" | tail -1)" | tee "$out/gradients-$d.failed"
+  echo "$d: $((SECONDS - start)) s"
 done
 node scripts/device-compare.mjs "$out"

@@ -1,32 +1,50 @@
-// Compares the device-check outputs against the CPU run and prints one table (see device-check.sh).
+// Compares the device-check outputs (bench/lesion and bench/gradients JSON per device) with the
+// CPU's and prints one table; see device-check.sh.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 const dir = process.argv[2];
 const read = (f) => (existsSync(path.join(dir, f)) ? JSON.parse(readFileSync(path.join(dir, f), 'utf8')) : null);
-const cpu = read('lesion-cpu.json');
-if (!cpu) {
-  console.error('no CPU result; nothing to compare');
+const failed = (f) => (existsSync(path.join(dir, f)) ? readFileSync(path.join(dir, f), 'utf8').trim() : null);
+const engine = (doc) => doc?.methods.find((m) => m.method === 'engine') ?? null;
+const cpuLesion = engine(read('lesion-cpu.json'));
+const cpuGrads = read('gradients-cpu.json');
+if (!cpuLesion || !cpuGrads) {
+  console.error('no complete CPU result; nothing to compare against');
   process.exit(1);
 }
-const wrong = (r) => r.total - r.correct;
-const configs = (doc) => [doc.baseline, ...doc.single, ...doc.k.flatMap((k) => k.samples)];
 let ok = true;
-const rows = [['device', 'lesion s', 'configs', 'max Δ wrong images', 'gradient samples/s', 'max rel Δ norm']];
+const rows = [['device', 'lesion s', 'configs', 'images', 'max Δ wrong', 'gradients s', 'samples/s', 'per-block s', 'max rel Δ norm', 'verdict']];
 for (const d of ['cpu', 'webgpu', 'cuda']) {
-  const doc = read(`lesion-${d}.json`);
-  if (!doc) continue;
-  const a = configs(doc);
-  const b = configs(cpu);
-  const dWrong = Math.max(...a.map((x, i) => Math.abs(wrong(x) - wrong(b[i]))));
-  const limit = Math.max(1, Math.ceil((2 * doc.baseline.total) / 10000));
+  const l = engine(read(`lesion-${d}.json`));
   const g = read(`gradients-${d}.json`);
-  const gc = d === 'cpu' ? g : read(`gradients-cpu-${d}.json`);
-  let rel = 0;
-  if (g && gc) g.samples.forEach((s, i) => (rel = Math.max(rel, Math.abs(s.norm - gc.samples[i].norm) / Math.abs(gc.samples[i].norm))));
-  if (dWrong > limit || rel > 1e-3) ok = false;
-  rows.push([d, doc.seconds.toFixed(1), String(a.length), String(dWrong), g ? g.samplesPerSecond.toFixed(1) : '-', g ? rel.toExponential(1) : '-']);
+  if (!l && !g) {
+    const why = failed(`lesion-${d}.failed`);
+    if (why) rows.push([d, '-', '-', '-', '-', '-', '-', '-', '-', `not run: ${why.replace(/^\w+: lesion failed: /, '').slice(0, 120)}`]);
+    continue;
+  }
+  let verdict = 'same as cpu';
+  let dWrong = '-';
+  if (l) {
+    const wrong = (m, i) => m.total - m.correct[i];
+    const diffs = l.configs.map((c, i) => (c === cpuLesion.configs[i] ? Math.abs(wrong(l, i) - wrong(cpuLesion, i)) : Infinity));
+    const worst = Math.max(...diffs);
+    dWrong = String(worst);
+    if (worst > Math.max(0, Math.floor((2 * l.total) / 10000))) verdict = 'WRONG IMAGES DIFFER';
+  } else verdict = 'lesion failed';
+  let rel = '-';
+  const [gr, gb] = g ? ['reslens', 'reslens-block'].map((m) => g.methods.find((x) => x.method === m)) : [];
+  if (gr) {
+    const ref = cpuGrads.methods.find((x) => x.method === 'reslens').norms;
+    let worst = 0;
+    gr.norms.forEach((n, i) => (worst = Math.max(worst, ref[i] === 0 ? Math.abs(n) : Math.abs(n - ref[i]) / Math.abs(ref[i]))));
+    if (gr.norms.length !== ref.length) worst = Infinity;
+    rel = worst.toExponential(1);
+    if (!(worst <= 1e-5)) verdict = verdict === 'same as cpu' ? 'NORMS DIFFER' : `${verdict}, NORMS DIFFER`;
+  } else verdict = verdict === 'same as cpu' ? 'gradients failed' : `${verdict}, gradients failed`;
+  if (verdict !== 'same as cpu') ok = false;
+  rows.push([d, l ? l.seconds.toFixed(1) : '-', l ? String(l.configs.length) : '-', l ? String(l.total) : '-', dWrong, gr ? gr.seconds.toFixed(1) : '-', gr ? gr.samplesPerSecond.toFixed(1) : '-', gb ? gb.seconds.toFixed(1) : '-', rel, verdict]);
 }
 const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-for (const r of rows) console.log(r.map((v, c) => v.padEnd(w[c])).join('  '));
-console.log(ok ? 'device results agree with the CPU' : 'DEVICE RESULTS DIFFER FROM THE CPU');
+for (const r of rows) console.log(r.map((v, c) => v.padEnd(w[c])).join('  ').trimEnd());
+console.log(ok ? 'every device that ran agrees with the CPU' : 'DEVICE RESULTS DIFFER FROM THE CPU');
 process.exit(ok ? 0 : 1);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs what scripts/device-check.sh needs on the lent GPU machine (no package registry there,
-# at most 64 MiB carried): a Node binary, production dependencies for Linux x64 only, the build,
-# the fixtures, and the Vulkan loader as .deb files. Everything lands in .device/ (git-ignored).
+# at most 64 MiB carried): a Node binary, the dependencies (with tsx, which runs the benchmarks
+# from source) for Linux x64 only, the sources and benchmarks, the fixtures, and the Vulkan
+# loader as .deb files. Everything lands in .device/ (git-ignored).
 #   bash scripts/pack-device.sh      then run, with carry [".device"]:
 #   mkdir -p /tmp/r && tar xJf .device/bundle.tar.xz -C /tmp/r && cd /tmp/r && bash scripts/device-check.sh
 set -euo pipefail
@@ -10,9 +11,11 @@ grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/i
 rm -rf .device && mkdir -p .device/stage/bin
 npm run -s build
 cp "$(readlink -f "$(command -v node)")" .device/stage/bin/node
-cp -r dist package.json package-lock.json .npmrc scripts .device/stage/
+cp -r dist src bench package.json package-lock.json .npmrc tsconfig.json scripts .device/stage/
 mkdir -p .device/stage/fixtures && cp -r fixtures/models fixtures/data fixtures/models.json .device/stage/fixtures/
-(cd .device/stage && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null)
+(cd .device/stage && npm ci --ignore-scripts --no-audit --no-fund >/dev/null)
+# The type checker and the test libraries are not needed to run the benchmarks.
+rm -rf .device/stage/node_modules/typescript .device/stage/node_modules/fast-check .device/stage/node_modules/ink-testing-library
 # onnxruntime-node ships every platform's libraries; only Linux x64 runs there.
 find .device/stage/node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 ! -path '*/linux/x64' -exec rm -rf {} +
 (cd .device/stage && tar cf - . | xz -T2 -6 > ../bundle.tar.xz)
