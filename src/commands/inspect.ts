@@ -23,13 +23,35 @@ export function provenanceLines(metadata: Record<string, string>): string[] {
 // One line per row: a rule between rows made resnet110's table 123 lines long.
 const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
 
+/** A transformer's sublayers, one row each, the rows of a layer together (24 sublayers stay one screen). */
+function renderTransformer(r: InspectReport, style: object): string[] {
+  const t = new Table({ head: ['layer', 'sublayer', 'block', 'residual branch (distinct ops)', 'params', 'out shape'], style, chars: COMPACT });
+  let prev = -1;
+  for (const b of r.blocks) {
+    const sub = b.sublayer!;
+    t.push([sub.layer === prev ? '' : sub.layer, sub.kind, b.index, shortOps([...new Set(b.residualBranch)], 40), fmtCount(b.params), fmtShape(b.outputShape ?? undefined)]);
+    prev = sub.layer;
+  }
+  const layers = new Set(r.blocks.map((b) => b.sublayer!.layer)).size;
+  const attention = r.blocks.filter((b) => b.sublayer!.kind === 'attention').length;
+  return [
+    `${r.model.path}: transformer, ${layers} layers, ${r.totals.blocks} residual sublayers (${attention} attention, ${r.totals.blocks - attention} mlp)`,
+    ...provenanceLines(r.model.metadata),
+    t.toString(),
+    `stem: ${shortOps(r.stem)}   head: ${shortOps(r.head)}`,
+    `sublayers ${r.totals.blocks}, paths ${bigPow2(r.totals.blocks)}, parameters ${fmtCount(r.totals.params)}; lesion --unit layer deletes a layer's sublayers together`,
+  ];
+}
+
 export function renderInspect(r: InspectReport, color: boolean): string {
   // Bold headers on a terminal (cli-table3's default red reads as an error); no escapes otherwise.
   const style = color ? { head: ['bold'] } : { head: [], border: [] };
   const table = (head: string[]) => new Table({ head, style, chars: COMPACT });
   const out: string[] = [];
   const name = r.model.path;
-  if (r.kind === 'residual') {
+  if (r.kind === 'residual' && r.blocks.every((b) => b.sublayer)) {
+    out.push(...renderTransformer(r, style));
+  } else if (r.kind === 'residual') {
     const t = table(['block', 'stage', 'shortcut', 'post', 'residual branch', 'params', 'out shape', '']);
     for (const b of r.blocks) {
       t.push([b.index, b.stage, b.shortcut === 'identity' ? 'identity' : `proj (${shortOps(b.shortcutOps, 16)})`, b.post ?? '-',

@@ -7,7 +7,7 @@ import { parseBlockList } from '../blocklist.js';
 import { Engine } from '../engine/engine.js';
 import { parseMode, runLesion, type LesionResult } from '../studies/lesion.js';
 import { openNetwork } from '../engine/network.js';
-import { unitsOf } from '../studies/network.js';
+import { sublayerName, unitBlocks, type LesionUnit } from '../studies/network.js';
 import { docHead } from '../studies/document.js';
 import { defaultBatch } from '../engine/device.js';
 import { Interrupted } from '../errors.js';
@@ -27,18 +27,21 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   out.push(`${meta.model} on ${meta.data}`);
   out.push(`baseline error ${pct(r.baseline.error)} (${r.baseline.total - r.baseline.correct}/${r.baseline.total} wrong)${r.baseline.nonFinite ? `, ${r.baseline.nonFinite} non-finite logits` : ''}`);
   if (r.single.length) {
-    const t = new Table({ head: [r.unit, 'stage', 'error', 'Δ pts', ''], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'left'] });
+    // Transformers name each row by its sublayer (unit block) or its blocks (unit layer) instead of a stage.
+    const named = r.single.some((x) => x.sublayer || x.blocks);
+    const label = (x: LesionResult['single'][number]) => (x.sublayer ? sublayerName(x.sublayer) : `blocks ${x.blocks!.join(',')}`);
+    const t = new Table({ head: [r.unit, named ? '' : 'stage', 'error', 'Δ pts', ''], style, ...compact, colAligns: ['right', named ? 'left' : 'right', 'right', 'right', 'left'] });
     const maxD = Math.max(0.001, ...r.single.map((x) => Math.abs(x.delta)));
     for (const x of r.single) {
       const bar = '█'.repeat(Math.round((Math.max(0, x.delta) / maxD) * 20));
-      t.push([`${x.unit}${x.downsampling ? ' ↓' : ''}`, x.stage, pct(x.error), signed(x.delta), bar + (x.nonFinite ? ` ${x.nonFinite} non-finite` : '')]);
+      t.push([`${x.unit}${x.downsampling ? ' ↓' : ''}`, named ? label(x) : x.stage, pct(x.error), signed(x.delta), bar + (x.nonFinite ? ` ${x.nonFinite} non-finite` : '')]);
     }
-    out.push(`\nerror with one ${r.unit} ${what} (↓ downsampling)`);
+    out.push(`\nerror with one ${r.unit} ${what}${r.single.some((x) => x.downsampling) ? ' (↓ downsampling)' : ''}`);
     out.push(t.toString());
     const plain = r.single.filter((x) => !x.downsampling).map((x) => x.error);
     if (plain.length) {
       const mean = plain.reduce((a, b) => a + b, 0) / plain.length;
-      out.push(`non-downsampling ${r.unit}s: mean error ${pct(mean)}, max ${pct(Math.max(...plain))}`);
+      out.push(`${plain.length < r.single.length ? 'non-downsampling' : 'all'} ${r.unit}s: mean error ${pct(mean)}, max ${pct(Math.max(...plain))}`);
     }
   }
   if (r.notDeletable.length) out.push(`not deletable (shape changes): ${r.notDeletable.map((x) => x.unit).join(', ')}`);
@@ -79,6 +82,7 @@ interface LesionFlags extends DataFlags, RuntimeFlags, JsonFlags, PreprocessFlag
   swaps: number;
   single: boolean;
   includeDownsampling?: boolean;
+  unit: LesionUnit;
   cache: boolean;
   batch?: number;
 }
@@ -97,6 +101,7 @@ export function registerLesion(program: Command): void {
     .addOption(new Option('--swaps <n>', 'with --reorder: 1..N random swaps').argParser(positiveInt('--swaps', 10000)).default(5))
     .addOption(new Option('--no-single', 'skip the single-block sweep'))
     .addOption(new Option('--include-downsampling', 'let random k-subsets include downsampling blocks'))
+    .addOption(new Option('--unit <unit>', 'transformers: block deletes one sublayer (attention or MLP), layer both sublayers of a layer').choices(['block', 'layer']).default('block'))
     .addOption(new Option('--no-cache', 'recompute every configuration from the input (slower; for checking)'))
     .addHelpText('after', `
 Examples:
@@ -104,13 +109,14 @@ Examples:
   reslens lesion fixtures/models/resnet56.onnx --k 1,2,5,10 --samples 10
   reslens lesion model.onnx --data test_batch.bin --delete 3,7,10-12
   reslens lesion model.onnx --mode scale:0.5 --json out.json
-  reslens lesion model.onnx --reorder --swaps 8`);
+  reslens lesion model.onnx --reorder --swaps 8
+  reslens lesion fixtures/models/vit.onnx --unit layer --k 1,2,3   # whole transformer layers`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
   cmd.action((modelPath: string, o: LesionFlags) => withFlagNames(LESION_FLAGS, async () => {
     const mode = parseMode(o.mode);
     await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, preprocessOptions(o));
-      const n = unitsOf(net);
+      const n = unitBlocks(net, o.unit).length;
       const k = o.k ? parseBlockList(o.k, '--k', n, 1) : [];
       const blocks = o.delete ? parseBlockList(o.delete, '--delete', n - 1) : undefined;
       const data = await openDataFor(net, o);
@@ -121,7 +127,7 @@ Examples:
         const t0 = performance.now();
         const result = await runLesion(engine, data, {
           mode, single: o.single, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
-          includeDownsampling: !!o.includeDownsampling, batch: o.batch ?? defaultBatch(rt.device), cache: o.cache,
+          includeDownsampling: !!o.includeDownsampling, unit: o.unit, batch: o.batch ?? defaultBatch(rt.device), cache: o.cache,
         }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;

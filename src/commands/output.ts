@@ -21,7 +21,7 @@ export function emitJson(value: unknown, target: string | boolean | undefined, f
 const SHORT: Record<string, string> = {
   Conv: 'conv', BatchNormalization: 'bn', Relu: 'relu', Clip: 'clip', Add: 'add', Mul: 'mul', MaxPool: 'maxpool',
   AveragePool: 'avgpool', GlobalAveragePool: 'gap', Gemm: 'fc', MatMul: 'matmul', Flatten: 'flatten', Reshape: 'reshape',
-  Identity: 'id', Dropout: 'dropout', Concat: 'concat',
+  Identity: 'id', Dropout: 'dropout', Concat: 'concat', LayerNormalization: 'layernorm',
 };
 
 /** "conv bn relu conv bn" → compact op list; grouped convs are not distinguishable here. */

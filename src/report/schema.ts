@@ -44,6 +44,11 @@ const Interruption = z.strictObject({ samplesDone: count() }).describe('set when
 
 const Shape = z.array(int()).nullable();
 
+const Sublayer = z.strictObject({
+  layer: count().describe('the transformer layer, from 0'),
+  kind: z.enum(['attention', 'mlp']).describe('attention: the branch holds a Softmax over a MatMul of two data tensors; mlp: otherwise'),
+});
+
 export const InspectDoc = z
   .strictObject({
     model: z.strictObject({
@@ -69,6 +74,7 @@ export const InspectDoc = z
         params: count(),
         inputShape: Shape,
         outputShape: Shape,
+        sublayer: Sublayer.optional().describe('transformers only: the layer and the kind of sublayer this block is'),
       }),
     ),
     layers: z.array(
@@ -124,6 +130,8 @@ export const LesionDoc = z
         ...measured,
         delta: z.number().describe('error - baseline error'),
         perClassError: PerClassError,
+        sublayer: Sublayer.optional().describe('transformers, unit block: the sublayer this block is'),
+        blocks: z.array(count()).optional().describe('unit layer: the blocks (sublayers) deleted together'),
       }),
     ),
     notDeletable: z.array(z.strictObject({ unit: count(), reason: z.string() })),

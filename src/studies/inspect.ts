@@ -5,7 +5,7 @@
 import { attrInt, type NodeProto } from '../loader/proto.js';
 import { openNetwork, type Network, type PreprocessOptions } from '../engine/network.js';
 import type { Runtime } from '../engine/session.js';
-import { unitInfo } from './network.js';
+import { sublayersOf, unitInfo } from './network.js';
 
 export interface InspectReport {
   model: { path: string; sha256: string; irVersion: number; opset: number; metadata: Record<string, string> };
@@ -15,6 +15,8 @@ export interface InspectReport {
     index: number; stage: number; input: string; output: string; shortcut: 'identity' | 'projection';
     post: string | null; downsampling: boolean; residualBranch: string[]; shortcutOps: string[];
     params: number; inputShape: number[] | null; outputShape: number[] | null;
+    /** Transformers only. */
+    sublayer?: { layer: number; kind: 'attention' | 'mlp' };
   }[];
   layers: { index: number; stage: number; input: string; output: string; ops: string[]; params: number; inputShape: number[] | null; outputShape: number[] | null; deletable: boolean }[];
   stages: { index: number; units: number[]; outputShape: number[] | null }[];
@@ -38,6 +40,7 @@ export function inspectReport(net: Network): InspectReport {
   const units = s.kind === 'residual' ? s.blocks : s.layers;
   // What lesion may delete, decided in one place (empty for dense and branching networks).
   const deletable = new Set(unitInfo(net).filter((u) => u.deletable).map((u) => u.unit));
+  const subs = sublayersOf(net);
   const stages: InspectReport['stages'] = [];
   for (const u of units) {
     let st = stages.find((x) => x.index === u.stage);
@@ -53,6 +56,7 @@ export function inspectReport(net: Network): InspectReport {
       downsampling: b.downsampling, residualBranch: b.residualBranch.map((j) => opLabel(g.nodes[j]!)),
       shortcutOps: b.shortcut.map((j) => opLabel(g.nodes[j]!)), params: b.params,
       inputShape: shape(b.input), outputShape: shape(b.output),
+      ...(subs ? { sublayer: { layer: subs[b.index]!.layer, kind: subs[b.index]!.kind } } : {}),
     })),
     layers: s.layers.map((l) => ({
       index: l.index, stage: l.stage, input: l.input, output: l.output, ops: l.nodes.map((j) => opLabel(g.nodes[j]!)),

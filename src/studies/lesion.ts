@@ -11,7 +11,8 @@ import { Random } from '../random.js';
 import { Engine, PartialResults, type EvalOptions, type EvalResult } from '../engine/engine.js';
 import type { Network } from '../engine/network.js';
 import { DELETE, intactProgram, unitCount, type BlockMode, type Program } from '../surgery/split.js';
-import { planNetwork, requireSplittable, type PlanNetwork } from './network.js';
+import { layerPlanNetwork, planNetwork, requireSplittable, sublayersOf, unitBlocks, type LesionUnit, type PlanNetwork } from './network.js';
+import type { Sublayer } from '../surgery/sublayers.js';
 
 export type LesionMode = { kind: 'delete' } | { kind: 'scale'; alpha: number } | { kind: 'mean' };
 
@@ -43,6 +44,8 @@ export interface LesionOptions {
   swaps?: number;
   /** Let random k-subsets include downsampling units (off by default, as in the paper). */
   includeDownsampling?: boolean;
+  /** Transformers: 'layer' changes both sublayers of a layer as one unit (default 'block', one sublayer). */
+  unit?: LesionUnit;
 }
 
 export interface Measured {
@@ -59,7 +62,7 @@ export interface LesionResult {
   mode: string;
   seed: number;
   baseline: Measured & { perClassError: (number | null)[] };
-  single: (Measured & { unit: number; stage: number; downsampling: boolean; delta: number; perClassError: (number | null)[] })[];
+  single: (Measured & { unit: number; stage: number; downsampling: boolean; delta: number; perClassError: (number | null)[]; sublayer?: Pick<Sublayer, 'layer' | 'kind'>; blocks?: number[] })[];
   notDeletable: { unit: number; reason: string }[];
   k: { k: number; eligible: number; samples: (Measured & { blocks: number[] })[]; mean: number; min: number; max: number }[];
   explicit: (Measured & { blocks: number[] }) | null;
@@ -231,14 +234,18 @@ export function runConfigurations(
 // ---------------------------------------------------------------- document
 
 /** The study's result from the plan and the counts of every configuration (lesion part, then reorder part). */
-export function lesionResult(net: PlanNetwork, mode: string, seed: number, plan: LesionPlan, results: EvalResult[], reorderResults: EvalResult[]): LesionResult {
+export function lesionResult(net: PlanNetwork, mode: string, seed: number, plan: LesionPlan, results: EvalResult[], reorderResults: EvalResult[], units: UnitNames = {}): LesionResult {
   const info = net.units;
   const base = results[0]!;
   let cursor = 1;
   const single = plan.singleUnits.map((u) => {
     const r = results[cursor++]!;
     const i = info[u]!;
-    return { unit: u, stage: i.stage, downsampling: i.downsampling, ...measured(r), delta: r.error - base.error, perClassError: perClassError(r) };
+    const sub = units.sublayers?.[u];
+    return {
+      unit: u, stage: i.stage, downsampling: i.downsampling, ...measured(r), delta: r.error - base.error, perClassError: perClassError(r),
+      ...(sub ? { sublayer: { layer: sub.layer, kind: sub.kind } } : {}), ...(units.groups ? { blocks: units.groups[u]! } : {}),
+    };
   });
   const k = plan.kPlans.map((p) => kGroup(p.k, plan.eligible, p.subsets.map((blocks) => ({ blocks, ...measured(results[cursor++]!) }))));
   const explicit = plan.explicit ? { blocks: plan.explicit, ...measured(results[cursor++]!) } : null;
@@ -248,7 +255,7 @@ export function lesionResult(net: PlanNetwork, mode: string, seed: number, plan:
   });
   return {
     network: net.kind,
-    unit: net.kind === 'residual' ? 'block' : 'layer',
+    unit: net.kind === 'residual' && !units.groups ? 'block' : 'layer',
     units: net.n,
     mode,
     seed,
@@ -260,6 +267,18 @@ export function lesionResult(net: PlanNetwork, mode: string, seed: number, plan:
     reorder,
     evaluations: plan.programs.length + plan.reorder.length,
   };
+}
+
+/** How a result names its units on a transformer: each block's sublayer, or (--unit layer) each layer's blocks. */
+export interface UnitNames {
+  sublayers?: Sublayer[] | null;
+  groups?: number[][];
+}
+
+/** A configuration over units as one over blocks: each unit changes, or moves with, all its blocks. */
+export function expandSpec(spec: ProgramSpec, groups: number[][]): ProgramSpec {
+  if ('order' in spec) return { order: spec.order.flatMap((u) => groups[u]!) };
+  return { changed: spec.changed.flatMap((u) => groups[u]!).sort((a, b) => a - b) };
 }
 
 /** A k-deletion group: its samples and their mean, min and max error. */
@@ -284,13 +303,19 @@ export interface LesionStudy {
   net: PlanNetwork;
   options: LesionOptions;
   plan: LesionPlan;
+  names: UnitNames;
 }
 
 export function setupLesion(network: Network, o: LesionOptions): LesionStudy {
   requireSplittable(network);
+  if (o.unit === 'layer') {
+    const groups = unitBlocks(network, 'layer');
+    const net = layerPlanNetwork(network);
+    return { net, options: o, plan: planLesion(net, o), names: { groups } };
+  }
   const net = planNetwork(network);
   checkMode(net.kind, o.mode);
-  return { net, options: o, plan: planLesion(net, o) };
+  return { net, options: o, plan: planLesion(net, o), names: { sublayers: sublayersOf(network) } };
 }
 
 /**
@@ -298,9 +323,10 @@ export function setupLesion(network: Network, o: LesionOptions): LesionStudy {
  * after some batches, it returns the counts so far, marked `interrupted`.
  */
 export async function runLesion(engine: Engine, data: Dataset, o: LesionOptions & { batch?: number; cache?: boolean }, evalOpts: EvalOptions = {}): Promise<LesionResult> {
-  const { net, plan } = setupLesion(engine.net, o);
+  const { net, plan, names } = setupLesion(engine.net, o);
   const changed = await changedMode(engine, data, o.mode, o.batch ?? 128);
-  const specs = [...plan.programs, ...plan.reorder];
+  const unitSpecs = [...plan.programs, ...plan.reorder];
+  const specs = names.groups ? unitSpecs.map((x) => expandSpec(x, names.groups!)) : unitSpecs;
   let results: EvalResult[];
   let interrupted: LesionResult['interrupted'];
   try {
@@ -310,6 +336,6 @@ export async function runLesion(engine: Engine, data: Dataset, o: LesionOptions 
     results = e.results;
     interrupted = { samplesDone: e.samplesDone };
   }
-  const result = lesionResult(net, formatMode(o.mode), o.seed, plan, results.slice(0, plan.programs.length), results.slice(plan.programs.length));
+  const result = lesionResult(net, formatMode(o.mode), o.seed, plan, results.slice(0, plan.programs.length), results.slice(plan.programs.length), names);
   return interrupted ? { ...result, interrupted } : result;
 }

@@ -3,11 +3,12 @@
  * can be deleted, whether it can be split at all, whether it has residual blocks, and how many
  * classes it tells apart. Each study asks once, when it is set up.
  */
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import type { Network } from '../engine/network.js';
 import { notSplittable } from '../surgery/blocks.js';
 import { unitCount } from '../surgery/split.js';
+import { layerBlocks, sublayerName, transformerSublayers, type Sublayer } from '../surgery/sublayers.js';
 
 export interface UnitInfo {
   unit: number;
@@ -73,3 +74,41 @@ export function classCount(net: Network, data: Pick<Dataset, 'classes'>): number
 export function unitsOf(net: Network): number {
   return unitCount(net.structure);
 }
+
+const sublayerCache = new WeakMap<Network, Sublayer[] | null>();
+
+/** A transformer's blocks as attention and MLP sublayers, or null for other networks. */
+export function sublayersOf(net: Network): Sublayer[] | null {
+  if (!sublayerCache.has(net)) sublayerCache.set(net, transformerSublayers(net.graph, net.structure));
+  return sublayerCache.get(net)!;
+}
+
+/** What a lesion deletes as one unit: a residual block (a sublayer) or a whole transformer layer. */
+export type LesionUnit = 'block' | 'layer';
+
+/**
+ * The blocks each unit stands for: one block each for 'block'; the sublayers of each layer for
+ * 'layer', which only transformers have.
+ */
+export function unitBlocks(net: Network, unit: LesionUnit): number[][] {
+  if (unit === 'block') return [...Array(unitsOf(net)).keys()].map((b) => [b]);
+  const subs = sublayersOf(net);
+  if (!subs) {
+    throw new OptionError('unit', (f) => `${net.model.path}: ${f('unit')} layer needs a transformer (residual sublayers with attention); this network's units are its ${net.structure.kind === 'residual' ? 'residual blocks' : 'layers'}, use ${f('unit')} block`);
+  }
+  return layerBlocks(subs);
+}
+
+/** The plan's view of the network when each unit is a transformer layer (all its sublayers together). */
+export function layerPlanNetwork(net: Network): PlanNetwork & { units: UnitInfo[] } {
+  const groups = unitBlocks(net, 'layer');
+  const blocks = unitInfo(net);
+  const units = groups.map((bs, l) => {
+    const first = blocks[bs[0]!]!;
+    const last = blocks[bs[bs.length - 1]!]!;
+    return { unit: l, stage: first.stage, downsampling: bs.some((b) => blocks[b]!.downsampling), deletable: true, inShape: first.inShape, outShape: last.outShape };
+  });
+  return { kind: 'residual', n: groups.length, units };
+}
+
+export { sublayerName };
