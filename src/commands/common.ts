@@ -57,6 +57,7 @@ export function addJsonOptions(cmd: Command): Command {
 
 export function addPreprocessOptions(cmd: Command): Command {
   return cmd
+    .addOption(new Option('--preset <name>', `preprocessing of a data set's usual recipe: mean, std, input size where the model leaves it open, and (imagenet) resize shorter side to 256 then crop center 224x224`).choices(PRESET_NAMES))
     .addOption(new Option('--mean <list>', 'per-channel mean on the 0-1 scale (overrides reslens.mean)'))
     .addOption(new Option('--std <list>', 'per-channel std on the 0-1 scale (overrides reslens.std)'))
     .addOption(new Option('--size <h,w>', 'model input size (overrides reslens.input_size)'));
@@ -68,6 +69,7 @@ export interface JsonFlags {
 }
 
 export interface PreprocessFlags {
+  preset?: string;
   mean?: string;
   std?: string;
   size?: string;
@@ -76,6 +78,7 @@ export interface PreprocessFlags {
 /** --mean, --std, --size as the engine takes them. */
 export function preprocessOptions(f: PreprocessFlags): PreprocessOptions {
   return {
+    ...(f.preset ? { preset: parsePreset(f.preset) } : {}),
     ...(f.mean ? { mean: parseNumberList(f.mean, '--mean') } : {}),
     ...(f.std ? { std: parseNumberList(f.std, '--std') } : {}),
     ...(f.size ? { size: parseNumberList(f.size, '--size') } : {}),
@@ -113,7 +116,7 @@ export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Pr
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openDataset, type Dataset } from '../loader/data/index.js';
+import { openDataset, parseCrop, parsePreset, parseResize, readClassList, DEFAULT_POLICY, PRESET_NAMES, type Dataset, type ImagePolicy } from '../loader/data/index.js';
 import type { Network } from '../engine/network.js';
 
 /** The repo's fixtures folder (dist/commands → ../../fixtures). */
@@ -124,13 +127,31 @@ export const DEFAULT_MODEL = path.join(FIXTURES, 'models', 'resnet20.onnx');
 export function addDataOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--data <path>', 'labelled data: IDX, CIFAR binary, .npy/.npz or a folder of class subfolders (default for shipped models: the 1k Fashion-MNIST subset in fixtures/data)'))
+    .addOption(new Option('--resize <how>', 'image files: shorter[:N] (shorter side to N, default N = 256/224 of the input size, aspect kept), exact (stretch to the input size) or none; default shorter, but images already of the input size are left untouched'))
+    .addOption(new Option('--crop <how>', 'image files: center (take the input size from the middle) or none (images must then be of the input size); default center'))
+    .addOption(new Option('--classes <file>', "the model's class ids, one a line in class-index order (e.g. ImageNet synsets, sorted, for torchvision models): class folders and list labels are mapped by name"))
     .addOption(new Option('--limit <n>', 'use only the first N samples').argParser(positiveInt('--limit')))
     .addOption(new Option('--batch <n>', 'samples per batch (default: 128 on cpu, 512 on a GPU; gradients: 32)').argParser(positiveInt('--batch', 65536)));
 }
 
-export interface DataFlags {
+export interface DataFlags extends PreprocessFlags {
   data?: string;
   limit?: number;
+  resize?: string;
+  crop?: string;
+  classes?: string;
+}
+
+/** The image policy: --resize/--crop over the preset's over the default. */
+export function imagePolicy(f: DataFlags): ImagePolicy {
+  const base = (f.preset ? parsePreset(f.preset).policy : undefined) ?? DEFAULT_POLICY;
+  if (!f.resize && !f.crop) return base;
+  return { resize: f.resize ? parseResize(f.resize) : base.resize, crop: f.crop ? parseCrop(f.crop) : base.crop, isDefault: false };
+}
+
+/** One line on stderr (the data line, notes on defaults). */
+export function note(line: string): void {
+  process.stderr.write(`${line}\n`);
 }
 
 /** Opens --data, or the shipped fixture data for a shipped model. */
@@ -144,10 +165,22 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
     file = FIXTURE_DATA;
   }
   const pre = net.preprocessing;
+  const policy = imagePolicy(flags);
+  const classes = flags.classes ? readClassList(flags.classes) : undefined;
   const data = await openDataset(file, {
-    preprocess: { mean: pre.mean, std: pre.std, size: [pre.inputShape[1], pre.inputShape[2]], channels: pre.inputShape[0] },
+    preprocess: { mean: pre.mean, std: pre.std, size: [pre.inputShape[1], pre.inputShape[2]], channels: pre.inputShape[0], policy },
     limit: flags.limit,
+    ...(classes ? { classes } : pre.classNames ? { modelClasses: pre.classNames } : {}),
   });
+  const fmt = (xs: number[]) => (xs.every((x) => x === xs[0]) ? String(xs[0]) : xs.join(','));
+  note(`data: ${data.description}; normalised (v/255 - ${fmt(pre.mean)}) / ${fmt(pre.std)} (${pre.normalisedBy === 'default' ? 'nothing set it' : pre.normalisedBy})`);
+  const outputs = net.shapes.get(net.output)?.[1];
+  if (data.format === 'folder' && !classes && !pre.classNames && outputs && data.classes !== null && outputs > data.classes) {
+    note(`note: the model has ${outputs} classes but the data has ${data.classes}, labelled 0-${data.classes - 1} in sorted name order; unless they are the model's first ${data.classes} classes, pass --classes FILE`);
+  }
+  if (pre.normalisedBy === 'default') {
+    note(`note: ${net.model.path} has no reslens.mean/std metadata and no --preset, --mean or --std was given, so pixels are fed unnormalised as v/255; pass --preset imagenet (or --mean/--std), or store them once with reslens annotate`);
+  }
   const k = pre.classNames?.length;
   if (k && data.classes !== null && data.classes > k) {
     await data.close();

@@ -19,6 +19,8 @@ export interface Preprocessing {
   classNames: string[] | null;
   /** Stochastic-depth survival probabilities per block, when the model says. */
   survival: number[] | null;
+  /** Where mean and std came from; 'default' means nothing set them (pixels fed as v/255). */
+  normalisedBy: 'flags' | `preset ${string}` | 'model metadata' | 'default';
 }
 
 /** Preprocessing given by the user, over the model's reslens.* metadata. */
@@ -27,6 +29,8 @@ export interface PreprocessOptions {
   std?: number[];
   /** H,W or one number for both. */
   size?: number[];
+  /** A named preset (--preset): its mean and std under the flags, its size where the model leaves it open. */
+  preset?: { name: string; mean: number[]; std: number[]; size?: [number, number] };
 }
 
 export interface Network {
@@ -46,6 +50,7 @@ function preprocessing(model: Model, inputDims: number[], o: PreprocessOptions):
   let hw: number[] = [inputDims[2] ?? 0, inputDims[3] ?? 0];
   if (o.size) hw = o.size;
   else if (md['reslens.input_size']) hw = parseNumberList(md['reslens.input_size'], `${model.path}: metadata reslens.input_size`);
+  else if (!(hw[0]! > 0 && hw[1]! > 0) && o.preset?.size) hw = o.preset.size;
   if (hw.length === 1) hw = [hw[0]!, hw[0]!];
   if (hw.length !== 2 || hw.some((d) => !(d > 0 && Number.isInteger(d) && d <= 8192))) {
     throw new OptionError('size', (f) => `${o.size ? f('size') : model.path}: input size ${hw.join('x') || 'unknown'} is not usable; pass ${f('size')} H,W (e.g. ${f('size')} 224,224)`);
@@ -55,12 +60,14 @@ function preprocessing(model: Model, inputDims: number[], o: PreprocessOptions):
     if (v.length !== channels) throw new OptionError(name, (f) => `${f(name)}: ${v.length} values for a model with ${channels} input channels; give 1 or ${channels}`);
     return v;
   };
-  const mean = perChannel(o.mean ?? (md['reslens.mean'] ? parseNumberList(md['reslens.mean'], 'reslens.mean') : [0]), 'mean');
-  const std = perChannel(o.std ?? (md['reslens.std'] ? parseNumberList(md['reslens.std'], 'reslens.std') : [1]), 'std');
+  const fromMd = (k: string) => (md[k] ? parseNumberList(md[k], `${model.path}: metadata ${k}`) : undefined);
+  const mean = perChannel(o.mean ?? o.preset?.mean ?? fromMd('reslens.mean') ?? [0], 'mean');
+  const std = perChannel(o.std ?? o.preset?.std ?? fromMd('reslens.std') ?? [1], 'std');
+  const normalisedBy: Preprocessing['normalisedBy'] = o.mean || o.std ? 'flags' : o.preset ? `preset ${o.preset.name}` : md['reslens.mean'] || md['reslens.std'] ? 'model metadata' : 'default';
   if (std.some((s) => s <= 0)) throw new OptionError('std', (f) => `${f('std')}: standard deviations must be positive, got ${std.join(',')}`);
   const survival = md['reslens.survival'] ? parseNumberList(md['reslens.survival'], 'reslens.survival') : null;
   const classNames = md['reslens.classes'] ? md['reslens.classes'].split(',') : null;
-  return { mean, std, inputShape: [channels, hw[0]!, hw[1]!], classNames, survival };
+  return { mean, std, inputShape: [channels, hw[0]!, hw[1]!], classNames, survival, normalisedBy };
 }
 
 export async function openNetwork(rt: Runtime, file: string, o: PreprocessOptions = {}): Promise<Network> {

@@ -11,7 +11,7 @@ import type { Batch, Dataset, Preprocess } from './dataset.js';
 export const ACCEPTED =
   'reslens reads IDX (MNIST/Fashion-MNIST *-images-idx3-ubyte[.gz] with its labels file, or a folder of them), ' +
   'CIFAR-10/100 binary (.bin or their folder), .npy images with a labels .npy, .npz (x/y or images/labels), ' +
-  'or a folder of class subfolders of images';
+  'a folder of class subfolders of images, or a list file (.txt/.tsv/.csv: path and label a line) of images';
 
 /** Random-access bytes: a file read through an fs handle, or a buffer (.npz arrays). */
 export interface ByteSource {

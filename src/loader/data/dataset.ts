@@ -3,6 +3,8 @@
  * from ./index.js, which picks the format).
  */
 
+import type { ImagePolicy } from './image-policy.js';
+
 /** How images are normalised and what shape the model takes. */
 export interface Preprocess {
   /** Per-channel mean of [0,1] pixel values (one value is used for every channel). */
@@ -13,6 +15,8 @@ export interface Preprocess {
   size?: [number, number];
   /** Channels of the model input (1 = grayscale, 3 = RGB). */
   channels?: number;
+  /** How image files are resized and cropped to size (default: DEFAULT_POLICY). */
+  policy?: ImagePolicy;
 }
 
 export interface Batch {
@@ -54,6 +58,13 @@ export interface OpenOptions {
   preprocess: Preprocess;
   /** Take the first N samples. */
   limit?: number;
+  /**
+   * The model's class ids in index order (e.g. ImageNet synsets): class folders and list-file
+   * labels that are names map through it. Absent: folders are classes in sorted order.
+   */
+  classes?: string[];
+  /** The model's class names (reslens.classes): class folders map through them when every folder is named there. */
+  modelClasses?: string[];
   /** Where decompressed .gz files are cached; default os.tmpdir()/reslens-cache. */
   cacheDir?: string;
 }

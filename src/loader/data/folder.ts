@@ -1,21 +1,17 @@
 /**
  * A folder with one subfolder of images per class (ImageNet/torchvision ImageFolder style).
- * Classes are the sorted subfolder names; each image is decoded by sharp, its shorter side
- * resized to max(H,W)*256/224, centre-cropped to the model's H,W, and turned to grayscale
- * (1-channel models) or RGB (alpha dropped). Images are decoded per batch, never all at once.
+ * Labels: with the model's class ids (--classes FILE, or the model's reslens.classes when every
+ * folder is named in it) each folder's index in that list; otherwise the sorted folder names
+ * (torchvision's order when every class is present). Decoding is decode.ts's.
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../errors.js';
-import { applyLimit, countStr, errCode, makeDataset, Normaliser, sha256Files } from './common.js';
+import { errCode } from './common.js';
 import type { Dataset, OpenOptions } from './dataset.js';
+import { IMAGE_EXTS, isImageFile, openImageFiles } from './decode.js';
 
-export const IMAGE_EXTS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
-const DECODE_CONCURRENCY = 4;
-
-export function isImageFile(name: string): boolean {
-  return IMAGE_EXTS.has(path.extname(name).toLowerCase());
-}
+export { IMAGE_EXTS, isImageFile };
 
 /** Class subfolders (sorted) or null when `dir` has none. */
 export async function classFolders(dir: string): Promise<string[] | null> {
@@ -24,85 +20,46 @@ export async function classFolders(dir: string): Promise<string[] | null> {
   return cls.length ? cls : null;
 }
 
-type SharpFn = typeof import('sharp').default;
+/** Each folder's label: its index in `classes` (every folder must be there) or in the sorted folders. */
+export function folderLabels(dir: string, folders: string[], classes: string[] | undefined): number[] {
+  if (!classes) return folders.map((_, i) => i);
+  const at = new Map(classes.map((c, i) => [c, i]));
+  const missing = folders.filter((f) => !at.has(f));
+  if (missing.length) {
+    throw new UserError(`${dir}: class folder${missing.length > 1 ? 's' : ''} ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} not in the ${classes.length} classes given (e.g. ${classes.slice(0, 2).join(', ')}); name folders by class id or pass the matching --classes FILE`);
+  }
+  return folders.map((f) => at.get(f)!);
+}
 
-export async function openImageFolder(dir: string, classNames: string[], opts: OpenOptions): Promise<Dataset> {
-  const pre = opts.preprocess;
-  if (!pre.size) throw new UserError(`${dir}: an image folder needs the model's input size to resize to; pass --size HxW`);
-  const [H, W] = pre.size;
-  const C = pre.channels ?? 3;
-  if (C !== 1 && C !== 3) throw new UserError(`${dir}: the model takes ${C} channels; image folders give 1 (grayscale) or 3 (RGB); use another data format (.npy) for this model`);
-
+export async function openImageFolder(dir: string, folders: string[], opts: OpenOptions): Promise<Dataset> {
+  const byModel = !opts.classes && opts.modelClasses && folders.every((f) => opts.modelClasses!.includes(f));
+  if (byModel) opts = { ...opts, classes: opts.modelClasses! };
+  const labelOf = folderLabels(dir, folders, opts.classes);
   const files: string[] = [];
-  const fileLabels: number[] = [];
-  for (let c = 0; c < classNames.length; c++) {
+  const labels: number[] = [];
+  for (let c = 0; c < folders.length; c++) {
     let names: string[];
     try {
-      names = await readdir(path.join(dir, classNames[c]!));
+      names = await readdir(path.join(dir, folders[c]!));
     } catch (e) {
-      throw new UserError(`${path.join(dir, classNames[c]!)}: cannot list (${errCode(e)}); check permissions`);
+      throw new UserError(`${path.join(dir, folders[c]!)}: cannot list (${errCode(e)}); check permissions`);
     }
     for (const n of names.filter((n) => !n.startsWith('.') && isImageFile(n)).sort()) {
-      files.push(path.join(dir, classNames[c]!, n));
-      fileLabels.push(c);
+      files.push(path.join(dir, folders[c]!, n));
+      labels.push(labelOf[c]!);
     }
   }
-  const total = files.length;
-  if (total === 0) {
-    throw new UserError(`${dir}: is not a data set: its subfolders (${classNames.slice(0, 5).join(', ')}${classNames.length > 5 ? ', ...' : ''}) hold no images (${[...IMAGE_EXTS].join(' ')}); pass a data-set file or a folder with one subfolder of images per class`);
+  if (files.length === 0) {
+    throw new UserError(`${dir}: is not a data set: its subfolders (${folders.slice(0, 5).join(', ')}${folders.length > 5 ? ', ...' : ''}) hold no images (${[...IMAGE_EXTS].join(' ')}); pass a data-set file or a folder with one subfolder of images per class`);
   }
-  const size = applyLimit(total, opts.limit);
-  const norm = new Normaliser(C, pre, dir);
-  const S = Math.round((Math.max(H, W) * 256) / 224);
-  const hw = H * W, per = C * hw;
-  let sharp: SharpFn | null = null;
-
-  const decode = async (i: number, dst: Float32Array, at: number): Promise<void> => {
-    const sh = sharp ?? (sharp = (await import('sharp')).default);
-    const file = files[i]!;
-    let data: Buffer, info: { width: number; height: number; channels: number };
-    try {
-      let img = sh(file).autoOrient().resize(S, S, { fit: 'outside' });
-      if (C === 1) img = img.grayscale();
-      ({ data, info } = await img.raw().toBuffer({ resolveWithObject: true }));
-    } catch (e) {
-      throw new UserError(`${file}: cannot decode image (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); replace or remove it`);
-    }
-    const top = Math.floor((info.height - H) / 2), left = Math.floor((info.width - W) / 2);
-    const ch = info.channels;
-    const crop = new Uint8Array(per); // HWC
-    for (let y = 0; y < H; y++) {
-      for (let x = 0; x < W; x++) {
-        const s = ((y + top) * info.width + (x + left)) * ch;
-        const d = (y * W + x) * C;
-        if (C === 1) crop[d] = ch >= 3 ? Math.round(0.2126 * data[s]! + 0.7152 * data[s + 1]! + 0.0722 * data[s + 2]!) : data[s]!;
-        else if (ch >= 3) { crop[d] = data[s]!; crop[d + 1] = data[s + 1]!; crop[d + 2] = data[s + 2]!; }
-        else { crop[d] = crop[d + 1] = crop[d + 2] = data[s]!; }
-      }
-    }
-    norm.writeU8(crop, 0, 'hwc', hw, dst, at * per);
-  };
-
-  return makeDataset({
-    description: `image folder ${dir} (${countStr(size, total)} in ${classNames.length} classes, resized to ${H}x${W}${C === 1 ? ' grayscale' : ' RGB'})`,
-    format: 'folder',
-    size,
-    shape: [C, H, W],
-    classes: classNames.length,
-    classNames,
-    sha256: () => sha256Files(files.slice(0, total), (i) => path.relative(dir, files[i]!) + '\n'),
-    maxRun: 256,
-    async readRun(start, count, dst, labs, at) {
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < count) {
-          const k = next++;
-          labs[at + k] = fileLabels[start + k]!;
-          await decode(start + k, dst, at + k);
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(DECODE_CONCURRENCY, count) }, worker));
-    },
-    close: async () => {},
-  });
+  const classes = opts.classes ?? folders;
+  return openImageFiles({
+    what: `image folder ${dir}`,
+    root: dir,
+    files,
+    labels,
+    classes: classes.length,
+    classNames: classes,
+    labelNote: byModel ? "labels by the model's class list" : opts.classes ? 'labels by --classes' : 'labels = sorted folder names',
+  }, opts);
 }

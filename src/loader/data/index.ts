@@ -9,10 +9,14 @@ import { openCifar, findCifarInFolder } from './cifar.js';
 import { ACCEPTED, applyLimit, checkPreprocess, errCode, statOrThrow } from './common.js';
 import type { Dataset, OpenOptions } from './dataset.js';
 import { classFolders, isImageFile, openImageFolder } from './folder.js';
+import { LIST_EXTS, openList } from './list.js';
 import { findIdxInFolder, openIdx } from './idx.js';
 import { openNpy, openNpz } from './npy.js';
 
 export type { Batch, DataFormat, Dataset, OpenOptions, Preprocess } from './dataset.js';
+export { DEFAULT_POLICY, describePolicy, parseCrop, parseResize, type ImagePolicy } from './image-policy.js';
+export { parsePreset, PRESET_NAMES, PRESETS, type Preset } from './presets.js';
+export { readClassList } from './classes.js';
 export { defaultCacheDir } from './gzcache.js';
 export { parseNpyHeader } from './npy.js';
 
@@ -65,6 +69,7 @@ export async function openDataset(p: string, opts: OpenOptions): Promise<Dataset
     throw new UserError(`${p}: is an IDX labels file; pass the images file ${images} (the labels are found from it)`);
   }
   if (lower.endsWith('.bin')) return openCifar([p], opts);
+  if (LIST_EXTS.has(path.extname(lower))) return openList(p, opts);
 
   let head: Buffer;
   try {
