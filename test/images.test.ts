@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { UserError } from '../src/errors.js';
 import { openDataset, type Dataset, type Preprocess } from '../src/loader/data/index.js';
 import { DEFAULT_POLICY, parseResize, planImage, type ImagePolicy } from '../src/loader/data/image-policy.js';
@@ -131,7 +131,7 @@ describe('class lists and list files', () => {
   it('maps synset folders through --classes; reads a flat folder through a list; JPEG, PNG and WebP', async () => {
     const dir = path.join(tmp, 'synsets');
     const colours: Record<string, [number, number, number]> = { n02: [250, 0, 0], n07: [0, 250, 0] };
-    const writers = { 'a.jpg': (s: sharp.Sharp) => s.jpeg({ quality: 95 }), 'b.png': (s: sharp.Sharp) => s.png(), 'c.webp': (s: sharp.Sharp) => s.webp({ lossless: true }) };
+    const writers = { 'a.jpg': (s: Sharp) => s.jpeg({ quality: 95 }), 'b.png': (s: Sharp) => s.png(), 'c.webp': (s: Sharp) => s.webp({ lossless: true }) };
     for (const [syn, rgb] of Object.entries(colours)) {
       mkdirSync(path.join(dir, syn), { recursive: true });
       for (const [name, w] of Object.entries(writers)) {
