@@ -8,6 +8,7 @@ import { registerGradients } from './gradients.js';
 import { registerReport } from './report.js';
 import { registerMerge } from './merge.js';
 import { registerExplore } from './explore.js';
+import { registerAnnotate } from './annotate.js';
 
 export function registerCommands(program: Command): void {
   registerInspect(program);
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerReport(program);
   registerMerge(program);
   registerExplore(program);
+  registerAnnotate(program);
 }
