@@ -55,7 +55,7 @@ export function annotations(file: string, channels: number, f: AnnotateFlags): R
   }
   if (f.dataset) props['reslens.dataset'] = f.dataset;
   if (f.recipe) props['reslens.recipe'] = f.recipe;
-  if (preset && !f.dataset) props['reslens.preset'] = preset.name;
+  if (preset) props['reslens.preset'] = preset.name;
   if (!Object.keys(props).length) throw new UserError('annotate: nothing to store; give --preset, --mean, --std, --size, --classes, --dataset or --recipe');
   return props;
 }

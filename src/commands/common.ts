@@ -167,15 +167,16 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
   const pre = net.preprocessing;
   const policy = imagePolicy(flags);
   const classes = flags.classes ? readClassList(flags.classes) : undefined;
+  const outputs = net.shapes.get(net.output)?.[1];
   const data = await openDataset(file, {
     preprocess: { mean: pre.mean, std: pre.std, size: [pre.inputShape[1], pre.inputShape[2]], channels: pre.inputShape[0], policy },
     limit: flags.limit,
+    ...(outputs ? { classCount: outputs } : {}),
     ...(classes ? { classes } : pre.classNames ? { modelClasses: pre.classNames } : {}),
   });
   const fmt = (xs: number[]) => (xs.every((x) => x === xs[0]) ? String(xs[0]) : xs.join(','));
   note(`data: ${data.description}; normalised (v/255 - ${fmt(pre.mean)}) / ${fmt(pre.std)} (${pre.normalisedBy === 'default' ? 'nothing set it' : pre.normalisedBy})`);
-  const outputs = net.shapes.get(net.output)?.[1];
-  if (data.format === 'folder' && !classes && !pre.classNames && outputs && data.classes !== null && outputs > data.classes) {
+  if (data.format === 'folder' && !classes && outputs && data.classes !== null && outputs > data.classes) {
     note(`note: the model has ${outputs} classes but the data has ${data.classes}, labelled 0-${data.classes - 1} in sorted name order; unless they are the model's first ${data.classes} classes, pass --classes FILE`);
   }
   if (pre.normalisedBy === 'default') {

@@ -25,16 +25,17 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   const mode = parseMode(r.mode);
   const what = mode.kind === 'delete' ? 'deleted' : mode.kind === 'mean' ? 'replaced by its mean' : `scaled by ${mode.alpha}`;
   out.push(`${meta.model} on ${meta.data}`);
-  out.push(`baseline error ${pct(r.baseline.error)} (${r.baseline.total - r.baseline.correct}/${r.baseline.total} wrong)${r.baseline.nonFinite ? `, ${r.baseline.nonFinite} non-finite logits` : ''}`);
+  const top5 = r.baseline.top5Error !== undefined;
+  out.push(`baseline error ${pct(r.baseline.error)} (${r.baseline.total - r.baseline.correct}/${r.baseline.total} wrong)${top5 ? `, top-5 error ${pct(r.baseline.top5Error!)}` : ''}${r.baseline.nonFinite ? `, ${r.baseline.nonFinite} non-finite logits` : ''}`);
   if (r.single.length) {
     // Transformers name each row by its sublayer (unit block) or its blocks (unit layer) instead of a stage.
     const named = r.single.some((x) => x.sublayer || x.blocks);
     const label = (x: LesionResult['single'][number]) => (x.sublayer ? sublayerName(x.sublayer) : `blocks ${x.blocks!.join(',')}`);
-    const t = new Table({ head: [r.unit, named ? '' : 'stage', 'error', 'Δ pts', ''], style, ...compact, colAligns: ['right', named ? 'left' : 'right', 'right', 'right', 'left'] });
+    const t = new Table({ head: [r.unit, named ? '' : 'stage', 'error', ...(top5 ? ['top-5'] : []), 'Δ pts', ''], style, ...compact, colAligns: ['right', named ? 'left' : 'right', 'right', ...(top5 ? ['right' as const] : []), 'right', 'left'] });
     const maxD = Math.max(0.001, ...r.single.map((x) => Math.abs(x.delta)));
     for (const x of r.single) {
       const bar = '█'.repeat(Math.round((Math.max(0, x.delta) / maxD) * 20));
-      t.push([`${x.unit}${x.downsampling ? ' ↓' : ''}`, named ? label(x) : x.stage, pct(x.error), signed(x.delta), bar + (x.nonFinite ? ` ${x.nonFinite} non-finite` : '')]);
+      t.push([`${x.unit}${x.downsampling ? ' ↓' : ''}`, named ? label(x) : x.stage, pct(x.error), ...(top5 ? [pct(x.top5Error ?? 0)] : []), signed(x.delta), bar + (x.nonFinite ? ` ${x.nonFinite} non-finite` : '')]);
     }
     out.push(`\nerror with one ${r.unit} ${what}${r.single.some((x) => x.downsampling) ? ' (↓ downsampling)' : ''}`);
     out.push(t.toString());
@@ -46,8 +47,9 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   }
   if (r.notDeletable.length) out.push(`not deletable (shape changes): ${r.notDeletable.map((x) => x.unit).join(', ')}`);
   if (r.k.length) {
-    const t = new Table({ head: ['k', 'samples', 'mean error', 'min', 'max'], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'right'] });
-    for (const x of r.k) t.push([x.k, x.samples.length, pct(x.mean), pct(x.min), pct(x.max)]);
+    const t = new Table({ head: ['k', 'samples', 'mean error', 'min', 'max', ...(top5 ? ['mean top-5'] : [])], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'right', 'right'] });
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    for (const x of r.k) t.push([x.k, x.samples.length, pct(x.mean), pct(x.min), pct(x.max), ...(top5 ? [pct(mean(x.samples.map((s) => s.top5Error ?? 0)))] : [])]);
     out.push(`\nerror with k random ${r.unit}s ${what} (of ${r.k[0]!.eligible} eligible)`);
     out.push(t.toString());
     if (r.k.length >= 2) {
@@ -56,7 +58,7 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
       out.push(asciichart.plot(series, { height: 8, format: (v: number) => v.toFixed(1).padStart(6) }));
     }
   }
-  if (r.explicit) out.push(`\n${r.unit}s ${r.explicit.blocks.join(',')} ${what}: error ${pct(r.explicit.error)} (${signed(r.explicit.error - r.baseline.error)} pts)`);
+  if (r.explicit) out.push(`\n${r.unit}s ${r.explicit.blocks.join(',')} ${what}: error ${pct(r.explicit.error)} (${signed(r.explicit.error - r.baseline.error)} pts)${r.explicit.top5Error !== undefined ? `, top-5 error ${pct(r.explicit.top5Error)}` : ''}`);
   if (r.reorder.length) {
     const t = new Table({ head: ['swaps', 'mean Kendall τ', 'mean error', 'min', 'max'], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'right'] });
     for (const x of r.reorder) {

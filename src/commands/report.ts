@@ -32,9 +32,12 @@ export function renderReportSummary(r: Report): string {
   if (r.inspect && t) out.push(r.inspect.kind === 'residual' ? `structure: residual, ${t.blocks} blocks in ${t.stages} stages, 2^${t.blocks} paths` : `structure: ${r.inspect.kind}, ${t.layers} layers in ${t.stages} stages`);
   const l = r.lesion;
   if (l) {
-    out.push(`baseline error ${pct(l.baseline.error)}`);
-    const plain = l.single.filter((x) => !x.downsampling).map((x) => x.error);
-    if (plain.length) out.push(`one ${l.unit} deleted: mean error ${pct(plain.reduce((a, b) => a + b, 0) / plain.length)}, max ${pct(Math.max(...plain))} (non-downsampling)`);
+    out.push(`baseline error ${pct(l.baseline.error)}${l.baseline.top5Error !== undefined ? `, top-5 error ${pct(l.baseline.top5Error)}` : ''}`);
+    const plainUnits = l.single.filter((x) => !x.downsampling);
+    const plain = plainUnits.map((x) => x.error);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const top5 = plainUnits.length && plainUnits[0]!.top5Error !== undefined ? `; top-5 mean ${pct(mean(plainUnits.map((x) => x.top5Error!)))}` : '';
+    if (plain.length) out.push(`one ${l.unit} deleted: mean error ${pct(mean(plain))}, max ${pct(Math.max(...plain))} (non-downsampling)${top5}`);
     if (l.k.length) out.push(`k ${l.unit}s deleted: ${l.k.map((x) => `k=${x.k} ${pct(x.mean)}`).join(', ')}`);
     if (l.reorder.length) out.push(`reordered: ${l.reorder.map((x) => `τ=${x.meanTau.toFixed(2)} ${pct(x.meanError)}`).join(', ')}`);
   }

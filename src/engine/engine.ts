@@ -20,6 +20,8 @@ export interface EvalResult {
   nonFinite: number;
   error: number;
   perClass: { correct: number[]; total: number[] };
+  /** Samples whose label is among the 5 largest logits; counted only for models of more than 10 classes. */
+  top5?: number;
 }
 
 export interface EvalOptions {
@@ -471,9 +473,19 @@ export function predictedClass(d: Float32Array, i: number, k: number): number {
   return best;
 }
 
+/** Whether `label`'s logit is among the `top` largest of sample i (ties count against it). */
+export function inTop(d: Float32Array, i: number, k: number, label: number, top: number): boolean {
+  if (label >= k) return false;
+  const v = d[i * k + label]!;
+  let above = 0;
+  for (let c = 0; c < k; c++) if (d[i * k + c]! > v || (d[i * k + c] === v && c < label)) above++;
+  return above < top;
+}
+
 function score(logits: Tensor, batch: Batch, r: EvalResult): void {
   const d = logits.data as Float32Array;
   const k = d.length / batch.n;
+  if (k > 10) r.top5 ??= 0;
   for (let i = 0; i < batch.n; i++) {
     const pred = predictedClass(d, i, k);
     const label = batch.labels[i]!;
@@ -483,6 +495,7 @@ function score(logits: Tensor, batch: Batch, r: EvalResult): void {
       r.nonFinite++;
       continue;
     }
+    if (k > 10 && inTop(d, i, k, label, 5)) r.top5!++;
     if (pred === label) {
       r.correct++;
       if (label < r.perClass.correct.length) r.perClass.correct[label]!++;

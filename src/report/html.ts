@@ -279,6 +279,7 @@ export async function renderHtml(r: Report): Promise<string> {
     facts.push(['structure', `${r.inspect.kind}, ${r.inspect.kind === 'residual' ? `${t.blocks} blocks` : `${t.layers} layers`} in ${t.stages} stages, ${t.params} parameters`]);
   }
   if (r.lesion) facts.push(['baseline error', pct(r.lesion.baseline.error)]);
+  if (r.lesion?.baseline.top5Error !== undefined) facts.push(['baseline top-5 error', pct(r.lesion.baseline.top5Error)]);
   if (r.compare) facts.push(['compared with', `${r.compare.model.path}: baseline error ${pct(r.compare.baseline.error)}`]);
   const eff = r.gradients?.effective.range;
   if (eff) facts.push(['effective paths', `lengths ${eff.lo}–${eff.hi} carry ${(eff.mass * 100).toFixed(1)}% of the gradient`]);

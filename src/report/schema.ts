@@ -35,6 +35,7 @@ export const Measured = z.strictObject({
   correct: count(),
   total: count(),
   nonFinite: count().describe('samples whose logits held NaN or infinity'),
+  top5Error: prob().optional().describe('1 - (label among the 5 largest logits)/total; models of more than 10 classes only'),
 });
 const measured = Measured.shape;
 
@@ -325,6 +326,7 @@ export const EvalCounts = z.strictObject({
   nonFinite: count(),
   error: z.number(),
   perClass: z.strictObject({ correct: z.array(count()), total: z.array(count()) }),
+  top5: count().optional(),
 });
 
 const UnitDesc = z.strictObject({

@@ -53,6 +53,8 @@ export interface Measured {
   correct: number;
   total: number;
   nonFinite: number;
+  /** Models of more than 10 classes: 1 - (label among the 5 largest logits)/total. */
+  top5Error?: number;
 }
 
 export interface LesionResult {
@@ -73,7 +75,7 @@ export interface LesionResult {
 }
 
 export function measured(r: EvalResult): Measured {
-  return { error: r.error, correct: r.correct, total: r.total, nonFinite: r.nonFinite };
+  return { error: r.error, correct: r.correct, total: r.total, nonFinite: r.nonFinite, ...(r.top5 !== undefined ? { top5Error: r.total ? 1 - r.top5 / r.total : 0 } : {}) };
 }
 
 function perClassError(r: EvalResult): (number | null)[] {

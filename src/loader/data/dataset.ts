@@ -27,7 +27,7 @@ export interface Batch {
   n: number;
 }
 
-export type DataFormat = 'idx' | 'cifar' | 'npy' | 'npz' | 'folder';
+export type DataFormat = 'idx' | 'cifar' | 'npy' | 'npz' | 'folder' | 'list';
 
 export interface Dataset {
   /** e.g. "IDX fixtures/data/t10k-images-idx3-ubyte (1000 images)" */
@@ -65,6 +65,8 @@ export interface OpenOptions {
   classes?: string[];
   /** The model's class names (reslens.classes): class folders map through them when every folder is named there. */
   modelClasses?: string[];
+  /** The model's number of classes, for list files whose labels are indices. */
+  classCount?: number;
   /** Where decompressed .gz files are cached; default os.tmpdir()/reslens-cache. */
   cacheDir?: string;
 }

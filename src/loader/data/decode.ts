@@ -71,6 +71,7 @@ export interface ImageFiles {
   classNames?: string[];
   /** How the labels were found, e.g. "classes in sorted folder order". */
   labelNote: string;
+  format: 'folder' | 'list';
 }
 
 /** A Dataset over image files with known labels, decoded with the options' size and policy. */
@@ -86,7 +87,7 @@ export function openImageFiles(src: ImageFiles, opts: OpenOptions): Dataset {
   const decode = imageDecoder(H, W, C, policy, new Normaliser(C, pre, src.what));
   return makeDataset({
     description: `${src.what} (${countStr(size, total)} in ${src.classes} classes, ${src.labelNote}; ${C === 1 ? 'grayscale' : 'RGB'}, ${describePolicy(policy, H, W)})`,
-    format: 'folder',
+    format: src.format,
     size,
     shape: [C, H, W],
     classes: src.classes,

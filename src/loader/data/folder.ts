@@ -55,6 +55,7 @@ export async function openImageFolder(dir: string, folders: string[], opts: Open
   const classes = opts.classes ?? folders;
   return openImageFiles({
     what: `image folder ${dir}`,
+    format: 'folder',
     root: dir,
     files,
     labels,

@@ -58,14 +58,16 @@ export async function openList(file: string, opts: OpenOptions): Promise<Dataset
   }
   const entries = parseList(text, file, opts.classes ?? opts.modelClasses);
   const root = path.dirname(file);
-  const classes = opts.classes?.length ?? Math.max(...entries.map((e) => e.label)) + 1;
+  const named = opts.classes ?? opts.modelClasses;
+  const classes = Math.max(named?.length ?? opts.classCount ?? 0, ...entries.map((e) => e.label + 1));
   return openImageFiles({
     what: `image list ${file}`,
+    format: 'list',
     root,
     files: entries.map((e) => path.resolve(root, e.file)),
     labels: entries.map((e) => e.label),
     classes,
-    ...(opts.classes ? { classNames: opts.classes } : {}),
+    ...(named ? { classNames: named } : {}),
     labelNote: opts.classes ? 'labels by the class list' : 'labels as given',
   }, opts);
 }
