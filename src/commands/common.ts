@@ -5,6 +5,7 @@ import { Runtime } from '../engine/session.js';
 import type { PreprocessOptions } from '../engine/network.js';
 import { parseNumberList } from '../blocklist.js';
 import { DEVICES, selectDevice, type DeviceRequest } from '../engine/device.js';
+import { chooseBatch, describeBatch, FREE_SHARE, parseMemory } from '../engine/memory.js';
 
 /** Runs `fn`; a study's OptionError comes out in this command's flags (`names`: option → flag where the default is wrong). */
 export async function withFlagNames<T>(names: Record<string, string>, fn: () => Promise<T>): Promise<T> {
@@ -131,11 +132,14 @@ export function addDataOptions(cmd: Command): Command {
     .addOption(new Option('--crop <how>', 'image files: center (take the input size from the middle) or none (images must then be of the input size); default center'))
     .addOption(new Option('--classes <file>', "the model's class ids, one a line in class-index order (e.g. ImageNet synsets, sorted, for torchvision models): class folders and list labels are mapped by name"))
     .addOption(new Option('--limit <n>', 'use only the first N samples').argParser(positiveInt('--limit')))
-    .addOption(new Option('--batch <n>', 'samples per batch (default: 128 on cpu, 512 on a GPU; gradients: 32)').argParser(positiveInt('--batch', 65536)));
+    .addOption(new Option('--batch <n>', 'samples per batch (default: what --memory allows, at most 128 on cpu, 512 on a GPU; gradients: 32)').argParser(positiveInt('--batch', 65536)))
+    .addOption(new Option('--memory <size>', `memory budget that sets the batch, e.g. 4G (default: ${FREE_SHARE * 100}% of the memory free at the start)`).argParser(parseMemory));
 }
 
 export interface DataFlags extends PreprocessFlags {
   data?: string;
+  batch?: number;
+  memory?: number;
   limit?: number;
   resize?: string;
   crop?: string;
@@ -147,6 +151,14 @@ export function imagePolicy(f: DataFlags): ImagePolicy {
   const base = (f.preset ? parsePreset(f.preset).policy : undefined) ?? DEFAULT_POLICY;
   if (!f.resize && !f.crop) return base;
   return { resize: f.resize ? parseResize(f.resize) : base.resize, crop: f.crop ? parseCrop(f.crop) : base.crop, isDefault: false };
+}
+
+/** --batch, or the largest batch the memory budget allows (said on stderr when the budget sets it). */
+export async function batchFor(rt: Runtime, net: Network, f: DataFlags): Promise<number> {
+  if (f.batch) return f.batch;
+  const c = chooseBatch(net, await rt.resolveDevice(), f.memory);
+  if (c.limited) note(describeBatch(c));
+  return c.batch;
 }
 
 /** One line on stderr (the data line, notes on defaults). */

@@ -7,7 +7,7 @@ import type { Dataset } from '../loader/data/dataset.js';
 import { EngineBackend } from '../ui/explore/backend.js';
 import { ExploreController } from '../ui/explore/controller.js';
 import { modelStem } from '../ui/explore/files.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, openDataFor, positiveInt, preprocessOptions, seedArg, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, batchFor, DEFAULT_MODEL, openDataFor, positiveInt, preprocessOptions, seedArg, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { whyNotSplittable } from '../studies/network.js';
 
 export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for scripts use reslens lesion --json';
@@ -63,7 +63,7 @@ Examples:
           opened.push(cdata);
           compare = { net: cnet, data: cdata, name: modelStem(o.compare) };
         }
-        const backend = new EngineBackend({ rt, net, data, compare, batch: o.batch, ensembleSamples: o.samples, seed: o.seed });
+        const backend = new EngineBackend({ rt, net, data, compare, batch: await batchFor(rt, net, o), ensembleSamples: o.samples, seed: o.seed });
         const controller = new ExploreController(backend);
         // Ink (is-in-ci) draws only the final frame when CI is set; explore runs only on a
         // terminal, so the user wants the live screen. Ink reads this when first imported.

@@ -9,10 +9,9 @@ import { parseMode, runLesion, type LesionResult } from '../studies/lesion.js';
 import { openNetwork } from '../engine/network.js';
 import { sublayerName, unitBlocks, type LesionUnit } from '../studies/network.js';
 import { docHead } from '../studies/document.js';
-import { defaultBatch } from '../engine/device.js';
 import { Interrupted } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, DEFAULT_MODEL, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { addDataOptions, batchFor, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, DEFAULT_MODEL, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
@@ -129,7 +128,7 @@ Examples:
         const t0 = performance.now();
         const result = await runLesion(engine, data, {
           mode, single: o.single, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
-          includeDownsampling: !!o.includeDownsampling, unit: o.unit, batch: o.batch ?? defaultBatch(rt.device), cache: o.cache,
+          includeDownsampling: !!o.includeDownsampling, unit: o.unit, batch: await batchFor(rt, net, o), cache: o.cache,
         }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;

@@ -20,7 +20,7 @@ import { assemble, checkReport, configDifferences, readState, removeStaleTemps, 
 import { checkMode, eligibleUnits, formatMode, parseMode, type LesionMode } from '../studies/lesion.js';
 import { planNetwork } from '../studies/network.js';
 import { progressBar } from '../ui/progress.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { addDataOptions, batchFor, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
 
@@ -182,7 +182,7 @@ async function report(modelPath: string, o: ReportFlags): Promise<void> {
         cdesc = planNetwork(cnet);
         if (cdesc.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks to delete; --compare takes a plain or residual network`);
       }
-      const config = reportConfig(o, parts, mode, desc, cdesc, prior?.config.batch ?? defaultBatch(device));
+      const config = reportConfig(o, parts, mode, desc, cdesc, prior?.config.batch ?? await batchFor(rt, net, o));
       // Plans that cannot be made (k above the eligible blocks, nothing to reorder, a batch
       // larger than the data) fail here, before any work.
       if (parts.lesion || parts.reorder) mainLesionPlan(desc, config);

@@ -7,6 +7,7 @@ import { parseNumberList } from '../blocklist.js';
 import { loadModel, modelIO, type Model } from '../loader/model.js';
 import { restage, detectStructure, StructureError, type ResidualStructure } from '../surgery/blocks.js';
 import { indexGraph, type GraphIndex } from '../surgery/graph.js';
+import { foldBatchNorm } from '../surgery/fold.js';
 import { probeShapes } from './probe.js';
 import { inferShapes } from '../surgery/shapes.js';
 import type { Runtime } from './session.js';
@@ -87,9 +88,14 @@ export function structureOf(model: Model): { graph: GraphIndex; structure: Resid
   }
 }
 
-export async function analyseModel(rt: Runtime, model: Model, o: PreprocessOptions = {}): Promise<Network> {
+export async function analyseModel(rt: Runtime, loaded: Model, o: PreprocessOptions = {}): Promise<Network> {
+  // Unfolded BatchNormalization is folded once here, so that the engine's many copies of a
+  // step share the Conv weights (surgery/fold.ts says why).
+  const { model: proto, folded } = foldBatchNorm(loaded.proto);
+  const model = folded ? { ...loaded, proto } : loaded;
   const { input, output, inputDims } = modelIO(model);
   const { graph, structure } = structureOf(model);
+  if (folded) structure.notes.push(`${folded} BatchNormalization node${folded === 1 ? '' : 's'} folded into the Conv before ${folded === 1 ? 'it' : 'them'}`);
   const pre = preprocessing(model, inputDims, o);
   const boundaries = new Set<string>();
   for (const s of structure.segments) {
