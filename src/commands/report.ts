@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { parseBlockList } from '../blocklist.js';
-import { defaultBatch } from '../engine/device.js';
 import { openNetwork, type Network } from '../engine/network.js';
 import { onnxruntimeVersion, type Runtime } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
