@@ -5,7 +5,7 @@ import { Runtime } from '../engine/session.js';
 import type { PreprocessOptions } from '../engine/network.js';
 import { parseNumberList } from '../blocklist.js';
 import { DEVICES, selectDevice, type DeviceRequest } from '../engine/device.js';
-import { chooseBatch, describeBatch, FREE_SHARE, parseMemory } from '../engine/memory.js';
+import { chooseBatch, DEFAULT_CAP, describeBatch, FREE_SHARE, parseMemory } from '../engine/memory.js';
 
 /** Runs `fn`; a study's OptionError comes out in this command's flags (`names`: option → flag where the default is wrong). */
 export async function withFlagNames<T>(names: Record<string, string>, fn: () => Promise<T>): Promise<T> {
@@ -133,7 +133,7 @@ export function addDataOptions(cmd: Command): Command {
     .addOption(new Option('--classes <file>', "the model's class ids, one a line in class-index order (e.g. ImageNet synsets, sorted, for torchvision models): class folders and list labels are mapped by name"))
     .addOption(new Option('--limit <n>', 'use only the first N samples').argParser(positiveInt('--limit')))
     .addOption(new Option('--batch <n>', 'samples per batch (default: what --memory allows, at most 128 on cpu, 512 on a GPU; gradients: 32)').argParser(positiveInt('--batch', 65536)))
-    .addOption(new Option('--memory <size>', `memory budget that sets the batch, e.g. 4G (default: ${FREE_SHARE * 100}% of the memory free at the start)`).argParser(parseMemory));
+    .addOption(new Option('--memory <size>', `memory budget that sets the batch, e.g. 4G (default: ${FREE_SHARE * 100}% of the memory free at the start, at most ${DEFAULT_CAP / 2 ** 30}G)`).argParser(parseMemory));
 }
 
 export interface DataFlags extends PreprocessFlags {
