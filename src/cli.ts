@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { Interrupted, isUserError } from './errors.js';
 import { registerCommands } from './commands/index.js';
+import { shown } from './text.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,7 +18,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--debug', 'print stack traces for errors'))
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.split('\n').map(shown).join('\n')) });
   registerCommands(program);
   return program;
 }
@@ -34,15 +35,15 @@ async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2;
     }
     if (e instanceof Interrupted) {
-      process.stderr.write(`reslens: ${e.message}\n`);
+      process.stderr.write(`reslens: ${shown(e.message)}\n`);
       return 130;
     }
     if (isUserError(e)) {
-      process.stderr.write(`reslens: ${e.message}\n`);
+      process.stderr.write(`reslens: ${shown(e.message)}\n`);
       if (debug) process.stderr.write(`${e.stack}\n`);
       return 2;
     }
-    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    const msg = shown(e instanceof Error ? e.message.split('\n')[0]! : String(e));
     process.stderr.write(`reslens: internal error: ${msg}${debug ? '' : ' (run with --debug for the stack trace; please report it)'}\n`);
     if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     return 1;

@@ -15,12 +15,13 @@ import { pathLengthDistribution } from '../paths/distribution.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
+import { shown } from '../text.js';
 
 export function renderGradients(r: GradientResult, eff: EffectivePaths, meta: { model: string; data: string; mass: number }, color: boolean): string {
   const style = color ? {} : { head: [], border: [] };
   const compact = { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } };
   const out: string[] = [];
-  out.push(`${meta.model}: ${r.n} blocks, gradient at the first block's input, batch ${r.batchSize}, ${r.samples.length} samples on ${meta.data}`);
+  out.push(`${shown(meta.model)}: ${r.n} blocks, gradient at the first block's input, batch ${r.batchSize}, ${r.samples.length} samples on ${shown(meta.data)}`);
   const t = new Table({ head: ['k', 'samples', 'mean |g|', 'share of total'], style, ...compact, colAligns: ['right', 'right', 'right', 'right'] });
   const counts = new Map<number, number>();
   for (const s of r.samples) counts.set(s.k, (counts.get(s.k) ?? 0) + 1);

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { inspect, type InspectReport } from '../studies/inspect.js';
 import { addJsonOptions, addPreprocessOptions, addRuntimeOptions, preprocessOptions, withRuntime, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, fmtCount, fmtShape, shortOps, useColor } from './output.js';
+import { shown } from '../text.js';
 
 function bigPow2(n: number): string {
   const exact = (1n << BigInt(n)).toString();
@@ -48,7 +49,7 @@ export function renderInspect(r: InspectReport, color: boolean): string {
   const style = color ? { head: ['bold'] } : { head: [], border: [] };
   const table = (head: string[]) => new Table({ head, style, chars: COMPACT });
   const out: string[] = [];
-  const name = r.model.path;
+  const name = shown(r.model.path);
   if (r.kind === 'residual' && r.blocks.every((b) => b.sublayer)) {
     out.push(...renderTransformer(r, style));
   } else if (r.kind === 'residual') {
@@ -76,7 +77,7 @@ export function renderInspect(r: InspectReport, color: boolean): string {
     out.push(t.toString());
     out.push(`layers ${r.totals.layers}, parameters ${fmtCount(r.totals.params)}; no residual blocks, so no paths to unravel`);
   }
-  for (const n of r.notes) out.push(`note: ${n}`);
+  for (const n of r.notes) out.push(`note: ${shown(n)}`);
   return out.join('\n') + '\n';
 }
 

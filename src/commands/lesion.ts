@@ -13,6 +13,7 @@ import { Interrupted } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, batchFor, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, DEFAULT_MODEL, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
+import { shown } from '../text.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
 const signed = (d: number) => `${d >= 0 ? '+' : ''}${(d * 100).toFixed(2)}`;
@@ -23,7 +24,7 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   const out: string[] = [];
   const mode = parseMode(r.mode);
   const what = mode.kind === 'delete' ? 'deleted' : mode.kind === 'mean' ? 'replaced by its mean' : `scaled by ${mode.alpha}`;
-  out.push(`${meta.model} on ${meta.data}`);
+  out.push(`${shown(meta.model)} on ${shown(meta.data)}`);
   const top5 = r.baseline.top5Error !== undefined;
   out.push(`baseline error ${pct(r.baseline.error)} (${r.baseline.total - r.baseline.correct}/${r.baseline.total} wrong)${top5 ? `, top-5 error ${pct(r.baseline.top5Error!)}` : ''}${r.baseline.nonFinite ? `, ${r.baseline.nonFinite} non-finite logits` : ''}`);
   if (r.single.length) {

@@ -1,5 +1,6 @@
 /** Where results go: stdout tables, JSON to stdout or to a file written atomically. */
 import { toJson, writeFileAtomic } from '../files.js';
+import { shown } from '../text.js';
 
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
   return !!stream.isTTY && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
@@ -26,7 +27,7 @@ const SHORT: Record<string, string> = {
 
 /** "conv bn relu conv bn" → compact op list; grouped convs are not distinguishable here. */
 export function shortOps(ops: string[], max = 60): string {
-  const s = ops.map((o) => SHORT[o] ?? o.toLowerCase()).join(' ');
+  const s = shown(ops.map((o) => SHORT[o] ?? o.toLowerCase()).join(' '));
   return s.length > max ? s.slice(0, max - 1) + '…' : s;
 }
 

@@ -10,6 +10,7 @@ import { blockPaths, networkPaths, pathsReport, type PathsOptions, type PathsRep
 import { renderPathHistogram } from '../paths/render.js';
 import { addJsonOptions, addRuntimeOptions, positiveInt, withFlagNames, withRuntime, type JsonFlags, type RuntimeFlags } from './common.js';
 import { emitJson, useColor } from './output.js';
+import { shown } from '../text.js';
 
 /** Parses "19-35,5-17" into ranges (the study checks them against the block count). */
 function parseRanges(s: string): { lo: number; hi: number }[] {
@@ -23,7 +24,7 @@ function parseRanges(s: string): { lo: number; hi: number }[] {
 export function renderPaths(r: PathsReport, color: boolean, width: number): string {
   const d = pathLengthDistribution(r.n);
   const out: string[] = [];
-  out.push(`${r.source}: ${r.n} residual blocks${r.deleted.length ? ` (${r.deleted.length} deleted: ${r.deleted.join(',')})` : ''} → 2^${r.n} paths; a path's length is the number of residual branches it passes`);
+  out.push(`${shown(r.source)}: ${r.n} residual blocks${r.deleted.length ? ` (${r.deleted.length} deleted: ${r.deleted.join(',')})` : ''} → 2^${r.n} paths; a path's length is the number of residual branches it passes`);
   out.push(renderPathHistogram(d, { width, color, mass: 0.95, title: 'path length distribution (Binomial(n, 1/2))' }));
   out.push(`mean ${r.summary.mean.toFixed(2)}, sd ${r.summary.sd.toFixed(2)}`);
   for (const s of r.shortestRanges) out.push(`lengths ${s.lo} to ${s.hi} hold ${(s.held * 100).toFixed(2)}% of paths (shortest range holding ${s.mass * 100}%)`);
@@ -31,7 +32,7 @@ export function renderPaths(r: PathsReport, color: boolean, width: number): stri
   if (r.stochasticDepth) {
     const s = r.stochasticDepth;
     out.push('');
-    out.push(renderPathHistogram({ n: r.n, probability: s.distribution }, { width, color, mass: 0.95, title: `lengths of paths sampled in training with stochastic depth (${s.source})` }));
+    out.push(renderPathHistogram({ n: r.n, probability: s.distribution }, { width, color, mass: 0.95, title: `lengths of paths sampled in training with stochastic depth (${shown(s.source)})` }));
     out.push(`mean ${s.summary.mean.toFixed(2)}, sd ${s.summary.sd.toFixed(2)}; lengths ${s.shortestRange95.lo} to ${s.shortestRange95.hi} hold ${(s.shortestRange95.held * 100).toFixed(2)}%`);
   }
   return out.join('\n') + '\n';

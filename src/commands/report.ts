@@ -20,13 +20,14 @@ import { checkMode, eligibleUnits, formatMode, parseMode, type LesionMode } from
 import { planNetwork } from '../studies/network.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, batchFor, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { shown } from '../text.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
 
 /** A few lines on stdout: the headline numbers of each part. */
 export function renderReportSummary(r: Report): string {
   const out: string[] = [];
-  out.push(`${r.model.path} on ${r.data.description}`);
+  out.push(`${shown(r.model.path)} on ${shown(r.data.description)}`);
   const t = r.inspect?.totals;
   if (r.inspect && t) out.push(r.inspect.kind === 'residual' ? `structure: residual, ${t.blocks} blocks in ${t.stages} stages, 2^${t.blocks} paths` : `structure: ${r.inspect.kind}, ${t.layers} layers in ${t.stages} stages`);
   const l = r.lesion;
@@ -45,7 +46,7 @@ export function renderReportSummary(r: Report): string {
   if (g?.effective.range) out.push(`effective paths: lengths ${g.effective.range.lo}-${g.effective.range.hi} carry ${(g.effective.range.mass * 100).toFixed(1)}% of the gradient`);
   if (r.compare) {
     const c = r.compare;
-    out.push(`compared with ${c.model.path}: baseline ${pct(c.baseline.error)}${c.k.length ? `; ${c.k.map((x) => `k=${x.k} ${pct(x.mean)}`).join(', ')}` : ''}`);
+    out.push(`compared with ${shown(c.model.path)}: baseline ${pct(c.baseline.error)}${c.k.length ? `; ${c.k.map((x) => `k=${x.k} ${pct(x.mean)}`).join(', ')}` : ''}`);
   }
   for (const n of r.notes) out.push(`note: ${n}`);
   return out.join('\n') + '\n';

@@ -226,7 +226,7 @@ export class Engine {
       if (b.shortcutKind === 'identity' && b.post === 'Relu') return { js: relu };
     }
     const sub = stepModel(model.proto, g, s, step);
-    const session = await this.rt.create(sub, `${seg.kind} ${step.unit ?? step.seg} ${modeKey(step.mode)}`);
+    const session = await this.rt.create(sub, `${model.path}, ${seg.kind} ${step.unit ?? step.seg} ${modeKey(step.mode)}`);
     return { session, input: session.inputNames[0]!, output: session.outputNames[0]! };
   }
 
@@ -250,7 +250,7 @@ export class Engine {
   private session(key: string, label: string, build: () => ModelProto, o?: { arena?: boolean }): Promise<Session> {
     let p = this.sessions.get(key);
     if (!p) {
-      p = this.rt.create(build(), label, o);
+      p = this.rt.create(build(), `${this.net.model.path}, ${label}`, o);
       this.sessions.set(key, p);
     }
     return p;
@@ -414,7 +414,7 @@ export class Engine {
     const { structure: s, model } = this.net;
     const want = blocks ?? s.blocks.map((b) => b.index);
     const outs = want.map((i) => s.blocks[i]!.residualOutput);
-    const session = await this.rt.create(withOutputs(model.proto, outs), 'branch means');
+    const session = await this.rt.create(withOutputs(model.proto, outs), `${model.path}, branch means`);
     const sums = new Map<number, Float64Array>();
     let n = 0;
     try {

@@ -66,7 +66,7 @@ function preprocessing(model: Model, inputDims: number[], o: PreprocessOptions):
   const std = perChannel(o.std ?? o.preset?.std ?? fromMd('reslens.std') ?? [1], 'std');
   const normalisedBy: Preprocessing['normalisedBy'] = o.mean || o.std ? 'flags' : o.preset ? `preset ${o.preset.name}` : md['reslens.mean'] || md['reslens.std'] ? 'model metadata' : 'default';
   if (std.some((s) => s <= 0)) throw new OptionError('std', (f) => `${f('std')}: standard deviations must be positive, got ${std.join(',')}`);
-  const survival = md['reslens.survival'] ? parseNumberList(md['reslens.survival'], 'reslens.survival') : null;
+  const survival = md['reslens.survival'] ? parseNumberList(md['reslens.survival'], `${model.path}: metadata reslens.survival`) : null;
   const classNames = md['reslens.classes'] ? md['reslens.classes'].split(',') : null;
   return { mean, std, inputShape: [channels, hw[0]!, hw[1]!], classNames, survival, normalisedBy };
 }

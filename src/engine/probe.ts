@@ -18,7 +18,7 @@ export async function probeShapes(
   if (dims.some((d) => !(d > 0))) {
     throw new UserError(`${file}: the input '${input}' has no fixed size (${inputDims.join('x')}); pass --size H,W or set reslens.input_size in the model's metadata`);
   }
-  const s = await rt.create(withOutputs(model, tensors), 'probe');
+  const s = await rt.create(withOutputs(model, tensors), file);
   try {
     const n = dims.reduce((a, b) => a * b, 1);
     const out = await s.run({ [input]: { data: new Float32Array(n), dims } }, tensors);

@@ -250,8 +250,9 @@ export class Runtime {
   }
 }
 
+/** onnxruntime's whole message on one line (its multi-line messages carry the cause after the first). */
 function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 300);
+  return (e instanceof Error ? e.message : String(e)).split('\n').map((l) => l.trim()).filter((l) => l).join(' ');
 }
 
 export async function onnxruntimeVersion(): Promise<string> {

@@ -3,9 +3,10 @@
  * names the file, what is wrong and what to do.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { kindOf, osCause } from '../oserror.js';
 import { DataType, decodeModel, num, tensorDims, type ModelProto, type TensorProto } from './proto.js';
 
 export const SUPPORTED_IR = { min: 3, max: 10 };
@@ -37,6 +38,7 @@ export function loadModel(file: string): Model {
   try {
     const st = statSync(file);
     if (st.isDirectory()) throw new UserError(`${file}: is a folder, not an ONNX file; give the path of a .onnx file`);
+    if (!st.isFile()) throw new UserError(`${file}: is ${kindOf(st)}, not an ONNX file; give the path of a .onnx file`);
     size = st.size;
   } catch (e) {
     if (e instanceof UserError) throw e;
@@ -116,34 +118,78 @@ function checkTensor(t: TensorProto, file: string): void {
   }
 }
 
-/** Inlines external-data initializers, refusing locations outside the model's folder. */
+/**
+ * Inlines external-data initializers. The location must resolve, symlinks followed, to a regular
+ * file inside the model's folder (its real path), and only the bytes the tensor needs are read:
+ * a symlink to ../elsewhere or to /dev/zero, a FIFO or a device is refused, not read.
+ */
 function loadExternalData(inits: TensorProto[], file: string): void {
   const dir = path.dirname(path.resolve(file));
+  let realDir: string | undefined;
   for (const t of inits) {
     if (t.dataLocation !== 1) continue;
     const kv: Record<string, string> = {};
     for (const e of t.externalData ?? []) if (e.key) kv[e.key] = e.value ?? '';
     const loc = kv.location;
-    if (!loc) throw new UserError(`${file}: initializer '${t.name}' is external but names no location; the file is damaged`);
+    const what = `initializer '${t.name}'`;
+    if (!loc) throw new UserError(`${file}: ${what} is external but names no location; the file is damaged`);
     const target = path.resolve(dir, loc);
-    if (path.isAbsolute(loc) || !target.startsWith(dir + path.sep)) {
-      throw new UserError(`${file}: initializer '${t.name}' points outside the model's folder (${loc}); refusing to read it. Move the data file beside the model`);
+    if (path.isAbsolute(loc) || !target.startsWith(dir + path.sep) || loc.includes('\0')) {
+      throw new UserError(`${file}: ${what} points outside the model's folder (${loc}); refusing to read it. Move the data file beside the model`);
     }
-    let data: Buffer;
+    realDir ??= realpathSync(dir);
+    let real: string;
     try {
-      data = readFileSync(target);
-    } catch {
-      throw new UserError(`${file}: external data file '${loc}' for '${t.name}' not found beside the model; copy it next to ${path.basename(file)}`);
+      real = realpathSync(target);
+    } catch (e) {
+      throw new UserError(`${file}: external data file '${loc}' for '${t.name}' ${osCause(e) === 'no such file' ? 'not found beside the model; copy it next to ' + path.basename(file) : `cannot be opened (${osCause(e)})`}`);
     }
+    if (!real.startsWith(realDir + path.sep)) {
+      throw new UserError(`${file}: external data '${loc}' for '${t.name}' is a link to ${real}, outside the model's folder; refusing to read it. Copy the data file beside the model`);
+    }
+    const elems = tensorDims(t).reduce((a, b) => a * b, 1);
+    const eb = ELEM_BYTES[t.dataType ?? 0];
     const offset = kv.offset ? Number(kv.offset) : 0;
-    const n = tensorDims(t).reduce((a, b) => a * b, 1) * (ELEM_BYTES[t.dataType ?? 0] ?? 1);
-    const length = kv.length ? Number(kv.length) : n;
-    if (!(offset >= 0 && length >= 0 && offset + length <= data.length)) {
-      throw new UserError(`${file}: external data for '${t.name}' (offset ${offset}, length ${length}) runs past the end of '${loc}' (${data.length} bytes); the data file is truncated`);
+    const length = kv.length ? Number(kv.length) : eb ? elems * eb : NaN;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new UserError(`${file}: external data for '${t.name}' has offset '${kv.offset ?? 0}' and length '${kv.length ?? '?'}', which are not byte counts; the file is damaged`);
     }
-    t.rawData = data.subarray(offset, offset + length);
+    if (eb && length !== elems * eb) {
+      throw new UserError(`${file}: external data for '${t.name}' is ${length} bytes but its shape ${tensorDims(t).join('x')} needs ${elems * eb}; the file is damaged`);
+    }
+    t.rawData = readRegion(real, loc, offset, length, file, t.name ?? '');
     t.dataLocation = 0;
     t.externalData = [];
+  }
+}
+
+/** Exactly `length` bytes at `offset` of the regular file `real` (a path without links). */
+function readRegion(real: string, loc: string, offset: number, length: number, file: string, tensor: string): Buffer {
+  let fd: number;
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: the path was resolved, a link now is a swap.
+    fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  } catch (e) {
+    throw new UserError(`${file}: external data file '${loc}' for '${tensor}' cannot be opened (${osCause(e)})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      throw new UserError(`${file}: external data '${loc}' for '${tensor}' is ${kindOf(st)}, not a regular file; refusing to read it`);
+    }
+    if (offset + length > st.size) {
+      throw new UserError(`${file}: external data for '${tensor}' (offset ${offset}, length ${length}) runs past the end of '${loc}' (${st.size} bytes); the data file is truncated`);
+    }
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, offset + done);
+      if (n === 0) throw new UserError(`${file}: external data file '${loc}' ended early while reading '${tensor}'; the data file is truncated`);
+      done += n;
+    }
+    return buf;
+  } finally {
+    closeSync(fd);
   }
 }
 

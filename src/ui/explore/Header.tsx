@@ -3,6 +3,7 @@ import { Box, Text } from 'ink';
 import { bindingFor } from './keymap.js';
 import { cut } from './charts.js';
 import { VIEWS, type ExploreState, type ViewName } from './state.js';
+import { shown } from '../../text.js';
 
 const TAB_ACTION = { blocks: 'viewBlocks', paths: 'viewPaths', ensemble: 'viewEnsemble' } as const;
 
@@ -15,7 +16,7 @@ export function Header({ state, width }: { state: ExploreState; width: number })
   const tabsWidth = tabs.reduce((a, t) => a + t.length, 0);
   const { info } = state;
   const room = Math.max(0, width - tabsWidth - 1);
-  const what = `explore · ${info.model.name} · ${info.blocks.length} blocks · ${info.data.size} samples`;
+  const what = `explore · ${shown(info.model.name)} · ${info.blocks.length} blocks · ${info.data.size} samples`;
   const left = cut(`reslens ${what}`.length <= room ? `reslens ${what}` : what, room);
   return (
     <Box width={width}>

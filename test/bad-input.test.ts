@@ -1,0 +1,156 @@
+/**
+ * Hostile input through the built CLI, each case making its own files: external data that
+ * leaves the model's folder or never ends, control characters in a model's strings, outputs that
+ * cannot be written, two runs on one report, gzip bombs, symlinked data. Every refusal is one
+ * line on stderr with exit 2, names the path, carries no raw control character and returns
+ * promptly (a hang fails by the spawn timeout).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { decodeModel, encodeModel, type ModelProto } from '../src/loader/proto.js';
+import { buildNet } from './helpers/build.js';
+
+const CLI = path.resolve('dist/cli.js');
+const root = mkdtempSync(path.join(os.tmpdir(), 'reslens-bad-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const base = buildNet({ blocks: [{ cout: 4 }, { cout: 4 }], size: 8 });
+base.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
+const baseBytes = encodeModel(base);
+const ESC = '\u001b';
+
+/** A fresh folder under the test's temp root. */
+function folder(name: string): string {
+  const d = path.join(root, name);
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
+function model(file: string, change: (m: ModelProto) => void = () => {}): string {
+  const m = decodeModel(baseBytes);
+  change(m);
+  writeFileSync(file, encodeModel(m));
+  return file;
+}
+
+/** The largest initializer moved to external data at `location`; returns its bytes. */
+function externalize(m: ModelProto, location: string, extra: { offset?: number; length?: number } = {}): Buffer {
+  const w = [...m.graph!.initializer!].sort((a, b) => (b.rawData?.byteLength ?? 0) - (a.rawData?.byteLength ?? 0))[0]!;
+  const bytes = Buffer.from(w.rawData!);
+  w.dataLocation = 1;
+  w.externalData = [{ key: 'location', value: location }];
+  if (extra.offset !== undefined) w.externalData.push({ key: 'offset', value: String(extra.offset) });
+  if (extra.length !== undefined) w.externalData.push({ key: 'length', value: String(extra.length) });
+  w.rawData = new Uint8Array(0);
+  return bytes;
+}
+
+function run(args: string[], o: { timeout?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): { code: number | null; out: string; err: string; r: SpawnSyncReturns<string> } {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8', timeout: o.timeout ?? 60_000, env: { ...process.env, NO_COLOR: '1', ...o.env }, input: o.input ?? '',
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr, r };
+}
+
+/** Exit 2, exactly one `reslens:` line on stderr matching `pattern`, no raw ESC anywhere, not killed by the timeout. */
+function refused(res: ReturnType<typeof run>, pattern: RegExp, what: string): string {
+  assert.notEqual(res.r.signal, 'SIGTERM', `${what}: hung (killed after the timeout)`);
+  assert.equal(res.code, 2, `${what}: exit ${res.code}: ${res.err}`);
+  const lines = res.err.split('\n').filter((l) => l.startsWith('reslens:'));
+  assert.equal(lines.length, 1, `${what}: one reslens line on stderr: ${res.err}`);
+  assert.match(lines[0]!, pattern, what);
+  assert.ok(!res.err.includes(ESC) && !res.out.includes(ESC), `${what}: a raw ESC reached the terminal`);
+  return lines[0]!;
+}
+
+test('external data: links out of the model folder, devices and FIFOs are refused; a link inside it is followed', () => {
+  const d = folder('ext');
+  const outside = folder('ext-outside');
+  // A link to a file outside, and a linked folder, each look local by their text.
+  const a = model(path.join(d, 'link-file.onnx'), (m) => writeFileSync(path.join(outside, 'w.bin'), externalize(m, 'w.bin')));
+  symlinkSync(path.join(outside, 'w.bin'), path.join(d, 'w.bin'));
+  refused(run(['inspect', a]), /link-file\.onnx: external data 'w\.bin' .*link to .*ext-outside\/w\.bin, outside the model's folder/, 'file link');
+  symlinkSync(outside, path.join(d, 'sub'));
+  const b = model(path.join(d, 'link-dir.onnx'), (m) => externalize(m, 'sub/w.bin'));
+  refused(run(['inspect', b]), /link-dir\.onnx: external data 'sub\/w\.bin' .*outside the model's folder/, 'folder link');
+  // export must not copy the outside bytes into a new model.
+  const exported = path.join(root, 'exported.onnx');
+  refused(run(['export', b, '--delete', '0', '-o', exported]), /outside the model's folder/, 'export');
+  assert.ok(!existsSync(exported), 'nothing exported');
+
+  // /dev/zero would never end: refused at once, not read.
+  symlinkSync('/dev/zero', path.join(d, 'zero.bin'));
+  const z = model(path.join(d, 'zero.onnx'), (m) => externalize(m, 'zero.bin'));
+  refused(run(['inspect', z], { timeout: 20_000 }), /zero\.onnx: external data 'zero\.bin' .*\/dev\/zero, outside the model's folder/, '/dev/zero');
+  // A FIFO inside the folder: opening it must not wait for a writer.
+  const fifo = path.join(d, 'pipe.bin');
+  const mk = spawnSync('mkfifo', [fifo]);
+  assert.equal(mk.status, 0, 'mkfifo works here');
+  const f = model(path.join(d, 'fifo.onnx'), (m) => externalize(m, 'pipe.bin'));
+  refused(run(['inspect', f], { timeout: 20_000 }), /fifo\.onnx: external data 'pipe\.bin' .*is a FIFO \(named pipe\), not a regular file/, 'FIFO');
+  // The model file itself as a FIFO.
+  const fifoModel = path.join(d, 'model-pipe.onnx');
+  spawnSync('mkfifo', [fifoModel]);
+  refused(run(['inspect', fifoModel], { timeout: 20_000 }), /model-pipe\.onnx: is a FIFO/, 'FIFO model');
+
+  // A length other than the tensor's size, and an offset past the end.
+  const ok = folder('ext-ok');
+  const bytes = Buffer.alloc(0);
+  let size = 0;
+  const good = model(path.join(ok, 'good.onnx'), (m) => {
+    const w = externalize(m, 'data/w.bin', { offset: 16 });
+    size = w.length;
+    mkdirSync(path.join(ok, 'real'));
+    // 16 bytes before and 1 MiB after the tensor: only the tensor's bytes may be read.
+    writeFileSync(path.join(ok, 'real', 'w.bin'), Buffer.concat([Buffer.alloc(16, 7), w, Buffer.alloc(1 << 20, 9)]));
+  });
+  symlinkSync('real', path.join(ok, 'data'));
+  const r = run(['inspect', good, '--json']);
+  assert.equal(r.code, 0, `a link inside the folder is followed: ${r.err}`);
+  assert.equal(JSON.parse(r.out).totals.blocks, 2);
+  const long = model(path.join(ok, 'long.onnx'), (m) => externalize(m, 'data/w.bin', { offset: 16, length: size + 4 }));
+  refused(run(['inspect', long]), new RegExp(`long\\.onnx: external data for '.*' is ${size + 4} bytes but its shape .* needs ${size}`), 'length');
+  const past = model(path.join(ok, 'past.onnx'), (m) => externalize(m, 'data/w.bin', { offset: (1 << 20) + 17 + size }));
+  refused(run(['inspect', past]), /past\.onnx: external data for '.*' \(offset \d+, length \d+\) runs past the end of 'data\/w\.bin'/, 'offset');
+  void bytes;
+});
+
+test('control characters from a model are escaped in errors, tables and JSON; the metadata error names the file', () => {
+  const d = folder('esc');
+  const clear = `${ESC}[2J${ESC}]0;owned\u0007`;
+  const mean = model(path.join(d, 'mean.onnx'), (m) => m.metadataProps!.push({ key: 'reslens.mean', value: clear }));
+  const line = refused(run(['inspect', mean]), /mean\.onnx: metadata reslens\.mean: '\\x1b\[2J\\x1b\]0;owned\\x07' is not a comma-separated list/, 'reslens.mean');
+  assert.ok(line.includes(mean), 'names the model file');
+  const size = model(path.join(d, 'size.onnx'), (m) => { m.metadataProps = [{ key: 'reslens.input_size', value: `8${ESC}[31m` }]; });
+  refused(run(['inspect', size]), /size\.onnx: metadata reslens\.input_size: '8\\x1b\[31m'/, 'reslens.input_size');
+  // An input name and an op type holding escapes reach messages from reslens and from onnxruntime.
+  const input = model(path.join(d, 'input.onnx'), (m) => {
+    const first = m.graph!.input![0]!;
+    m.graph!.input!.push({ ...first, name: `y${clear}` });
+  });
+  refused(run(['inspect', input]), /input\.onnx: reslens needs a model with exactly one image input, found 2 \(.*, y\\x1b\[2J\\x1b\]0;owned\\x07\)/, 'input name');
+  const op = model(path.join(d, 'op.onnx'), (m) => {
+    const relu = m.graph!.node!.find((n) => n.opType === 'Relu')!;
+    relu.opType = `Relu${clear}`;
+  });
+  const ortLine = refused(run(['inspect', op]), /onnxruntime cannot load the model \(.*op\.onnx\).*Relu\\x1b\[2J/, 'op type via onnxruntime');
+  assert.ok(ortLine.length > 300 || !ortLine.includes('…'), 'onnxruntime message not cut');
+  // Tables and JSON: a data-set description and class names with escapes print escaped.
+  const classes = model(path.join(d, 'classes.onnx'), (m) => m.metadataProps!.push({ key: `reslens.classes${ESC}[2J`, value: `a${ESC}[2J,b` }));
+  const j = run(['inspect', classes, '--json']);
+  assert.equal(j.code, 0, j.err);
+  assert.ok(!j.out.includes(ESC), 'JSON escapes control characters');
+  const t = run(['inspect', path.join(d, `${'classes.onnx'}`)]);
+  assert.equal(t.code, 0, t.err);
+  assert.ok(!t.out.includes(ESC));
+  // A model path holding an escape (a file name found on disk) is escaped in the table header.
+  const odd = path.join(d, `odd${ESC}[2J.onnx`);
+  writeFileSync(odd, baseBytes);
+  const o = run(['inspect', odd]);
+  assert.equal(o.code, 0, o.err);
+  assert.ok(!o.out.includes(ESC) && o.out.includes('odd\\x1b[2J.onnx'), o.out.split('\n')[0]);
+});
