@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { writeNpy } from './helpers/npy.js';
 import { decodeModel, encodeModel, type ModelProto } from '../src/loader/proto.js';
 import { buildNet } from './helpers/build.js';
 
@@ -99,7 +100,6 @@ test('external data: links out of the model folder, devices and FIFOs are refuse
 
   // A length other than the tensor's size, and an offset past the end.
   const ok = folder('ext-ok');
-  const bytes = Buffer.alloc(0);
   let size = 0;
   const good = model(path.join(ok, 'good.onnx'), (m) => {
     const w = externalize(m, 'data/w.bin', { offset: 16 });
@@ -116,7 +116,6 @@ test('external data: links out of the model folder, devices and FIFOs are refuse
   refused(run(['inspect', long]), new RegExp(`long\\.onnx: external data for '.*' is ${size + 4} bytes but its shape .* needs ${size}`), 'length');
   const past = model(path.join(ok, 'past.onnx'), (m) => externalize(m, 'data/w.bin', { offset: (1 << 20) + 17 + size }));
   refused(run(['inspect', past]), /past\.onnx: external data for '.*' \(offset \d+, length \d+\) runs past the end of 'data\/w\.bin'/, 'offset');
-  void bytes;
 });
 
 test('control characters from a model are escaped in errors, tables and JSON; the metadata error names the file', () => {
@@ -153,4 +152,100 @@ test('control characters from a model are escaped in errors, tables and JSON; th
   const o = run(['inspect', odd]);
   assert.equal(o.code, 0, o.err);
   assert.ok(!o.out.includes(ESC) && o.out.includes('odd\\x1b[2J.onnx'), o.out.split('\n')[0]);
+});
+
+/** No temporary file (`.NAME.PID.tmp`, probe) left in `dir`. */
+function noTemps(dir: string, what: string): void {
+  const left = readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+  assert.deepEqual(left, [], `${what}: temporary files left behind`);
+}
+
+const npyData = (d: string, n = 16): string => {
+  const x = path.join(d, 'x.npy');
+  writeNpy(x, '|u1', [n, 8, 8], Uint8Array.from({ length: n * 64 }, (_, i) => (i * 37) % 256));
+  writeNpy(path.join(d, 'y.npy'), '|u1', [n], Uint8Array.from({ length: n }, (_, i) => i % 10));
+  return x;
+};
+
+test('outputs that cannot be written are refused before any work, in every command that writes', () => {
+  const d = folder('out');
+  const m = model(path.join(d, 'm.onnx'));
+  const x = npyData(d);
+  const shard = path.join(d, 'shard.json');
+  writeFileSync(shard, '{}');
+  const target = (t: string): string[][] => [
+    ['inspect', m, '--json', t], ['lesion', m, '--data', x, '--json', t], ['gradients', m, '--data', x, '--json', t],
+    ['paths', '--blocks', '4', '--json', t], ['export', m, '--delete', '0', '-o', t], ['report', m, '--data', x, '-o', t],
+    ['merge', shard, '-o', t], ['report', m, '--data', x, '-o', path.join(d, 'r.json'), '--html', t],
+  ];
+  // Half the commands get a folder as the target, even with --force (it used to be renamed over:
+  // EISDIR, exit 1); the other half /proc, which takes no new files. Both are found before the
+  // model is read: a missing model is not what the message names.
+  const asDir = folder('out/a-folder');
+  target(asDir).forEach((args, i) => {
+    const a = args.map((v) => (v === m ? path.join(d, 'missing.onnx') : v));
+    if (i % 2 === 0) refused(run([...a, '--force']), /a-folder: is a folder; give a file path for (--json|-o|--html)/, `${args[0]} folder target`);
+  });
+  target('/proc/reslens-out.json').forEach((args, i) => {
+    const a = args.map((v) => (v === m ? path.join(d, 'missing.onnx') : v));
+    if (i % 2 === 1) refused(run(a), /\/proc\/reslens-out\.json: cannot write in \/proc \(the file system there takes no new files\)/, `${args[0]} /proc`);
+  });
+  // A read-only folder: chmod 555 binds only non-root users; root is refused by sysfs instead.
+  const ro = folder('out/read-only');
+  chmodSync(ro, 0o555);
+  const roTarget = process.getuid?.() === 0 ? '/sys/reslens-out.json' : path.join(ro, 'o.json');
+  refused(run(['inspect', m, '--json', roTarget]), /cannot write in .* \((permission denied|read-only file system)\)/, 'read-only folder');
+  chmodSync(ro, 0o755);
+  // An existing --json file: refused at once, before the data is opened (here it does not exist).
+  const existing = path.join(d, 'lesion.json');
+  writeFileSync(existing, 'keep me');
+  refused(run(['lesion', m, '--data', path.join(d, 'no-such-data.npy'), '--json', existing]), /lesion\.json: already exists; pass --force/, 'lesion --json twice');
+  assert.equal(readFileSync(existing, 'utf8'), 'keep me');
+  noTemps(d, 'checks');
+});
+
+test('a write that fails during the run (file-size limit) is one line, exit 2, and leaves no temporary file', () => {
+  const d = folder('efbig');
+  const m = model(path.join(d, 'm.onnx'));
+  assert.ok(readFileSync(m).length > 2048, 'the model is larger than the limit');
+  // ulimit -f counts 1024-byte blocks in bash; node ignores SIGXFSZ, so the write fails with EFBIG.
+  const out = path.join(d, 'big.onnx');
+  const r = spawnSync('bash', ['-c', 'ulimit -f 1 && exec "$0" "$@"', process.execPath, CLI, 'export', m, '--delete', '0', '-o', out], { encoding: 'utf8', timeout: 60_000 });
+  refused({ code: r.status, out: r.stdout, err: r.stderr, r }, /big\.onnx: cannot write it \(file too large \(over the file-size limit\)\); choose another path/, 'EFBIG');
+  assert.ok(!existsSync(out));
+  noTemps(d, 'EFBIG');
+});
+
+test('two runs on one report output: the second is told at once who holds it; a retried --resume on the finished report exits 0', async () => {
+  const d = folder('lock');
+  const m = model(path.join(d, 'm.onnx'));
+  const x = npyData(d, 400);
+  const out = path.join(d, 'r.json');
+  const args = [CLI, 'report', m, '--data', x, '--device', 'cpu', '--threads', '1', '--batch', '4', '--k', '1,2', '--samples', '20', '--gradient-samples', '40', '-o', out];
+  const { spawn } = await import('node:child_process');
+  const first = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let firstErr = '';
+  first.stderr.on('data', (b: Buffer) => { firstErr += b.toString(); });
+  const firstDone = new Promise<number | null>((resolve) => first.on('exit', (code) => resolve(code)));
+  for (let i = 0; i < 600 && !existsSync(`${out}.lock`); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(existsSync(`${out}.lock`), 'the first run holds a lock');
+  const second = run(args.slice(1));
+  refused(second, new RegExp(`r\\.json: another reslens run is writing it \\(pid ${first.pid} on ${os.hostname()}`), 'second run');
+  const resumed = run([...args.slice(1), '--resume']);
+  refused(resumed, /another reslens run is writing it/, 'a --resume while the first runs');
+  assert.equal(await firstDone, 0, firstErr);
+  assert.ok(!existsSync(`${out}.lock`) && !existsSync(`${out}.partial`), 'lock and progress file gone');
+  const retried = run([...args.slice(1), '--resume']);
+  assert.equal(retried.code, 0, retried.err);
+  assert.match(retried.err, /already finished with these options/);
+
+  // A lock left by a killed run (its pid gone on this host) is taken over.
+  const dead = spawnSync('true');
+  assert.equal(dead.status, 0);
+  writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead.pid, host: os.hostname(), token: 'x', startedAt: new Date().toISOString() }));
+  const again = run([...args.slice(1), '--resume']);
+  assert.equal(again.code, 0, again.err);
+  assert.match(again.err, /took over a stale lock \(its process \d+ is gone\)/);
+  assert.ok(!existsSync(`${out}.lock`));
+  noTemps(d, 'report');
 });

@@ -8,7 +8,7 @@ import { encodeModel } from '../loader/proto.js';
 import { exportedModel, exportedProgram, type ExportOptions } from '../studies/export.js';
 import { requireSplittable, unitBlocks, type LesionUnit } from '../studies/network.js';
 import { addPreprocessOptions, addRuntimeOptions, preprocessOptions, withRuntime, type PreprocessFlags, type RuntimeFlags } from './common.js';
-import { writeFileAtomic } from '../files.js';
+import { checkOutput, writeFileAtomic } from '../files.js';
 import type { Network } from '../engine/network.js';
 
 export interface ExportFlags {
@@ -63,6 +63,7 @@ Examples:
   addPreprocessOptions(addRuntimeOptions(cmd));
   cmd.action(async (modelPath: string, o: ExportFlags & RuntimeFlags & PreprocessFlags & { output: string; force?: boolean }) => {
     if (!o.delete && !o.scale && !o.reorder) throw new UserError('export: nothing to change; give --delete, --scale or --reorder');
+    checkOutput(o.output, { force: o.force, flag: '-o' });
     await withRuntime(o, async (rt) => {
       const net = await openNetwork(rt, modelPath, preprocessOptions(o));
       const p = exportedProgram(net, exportOptions(net, o));

@@ -14,7 +14,7 @@ import { exactDoc, exactSession, makeExactPlan, peakLength, runExact, sampledPla
 import { pathLengthDistribution } from '../paths/distribution.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
-import { emitJson, useColor } from './output.js';
+import { checkJsonOutput, emitJson, useColor } from './output.js';
 import { shown } from '../text.js';
 
 export function renderGradients(r: GradientResult, eff: EffectivePaths, meta: { model: string; data: string; mass: number }, color: boolean): string {
@@ -66,6 +66,7 @@ Examples:
   reslens gradients fixtures/models/resnet56.onnx --exact --limit 320 --samples 20`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
   cmd.action((modelPath: string, o: GradientsFlags, command: Command) => withFlagNames({ ks: '--k', batchSize: '--batch' }, async () => {
+    checkJsonOutput(o.json, !!o.force);
     if (o.exact) return exactCommand(modelPath, o, command.getOptionValueSource('samples') === 'cli');
     await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, preprocessOptions(o));

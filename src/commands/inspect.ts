@@ -3,7 +3,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { inspect, type InspectReport } from '../studies/inspect.js';
 import { addJsonOptions, addPreprocessOptions, addRuntimeOptions, preprocessOptions, withRuntime, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
-import { emitJson, fmtCount, fmtShape, shortOps, useColor } from './output.js';
+import { checkJsonOutput, emitJson, fmtCount, fmtShape, shortOps, useColor } from './output.js';
 import { shown } from '../text.js';
 
 function bigPow2(n: number): string {
@@ -94,6 +94,7 @@ Examples:
   reslens inspect imagenet.onnx --size 224,224 # when the input size is not fixed in the model`);
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(cmd)));
   cmd.action(async (model: string, opts: JsonFlags & RuntimeFlags & PreprocessFlags) => {
+    checkJsonOutput(opts.json, !!opts.force);
     const report = await withRuntime(opts, (rt) => inspect(rt, model, preprocessOptions(opts)));
     // The table too, unless the JSON itself went to stdout.
     if (!emitJson(report, opts.json, !!opts.force)) process.stdout.write(renderInspect(report, useColor()));

@@ -12,7 +12,7 @@ import { docHead } from '../studies/document.js';
 import { Interrupted } from '../errors.js';
 import { progressBar } from '../ui/progress.js';
 import { addDataOptions, batchFor, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, DEFAULT_MODEL, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
-import { emitJson, useColor } from './output.js';
+import { checkJsonOutput, emitJson, useColor } from './output.js';
 import { shown } from '../text.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
@@ -116,6 +116,7 @@ Examples:
   addPreprocessOptions(addJsonOptions(addRuntimeOptions(addDataOptions(cmd))));
   cmd.action((modelPath: string, o: LesionFlags) => withFlagNames(LESION_FLAGS, async () => {
     const mode = parseMode(o.mode);
+    checkJsonOutput(o.json, !!o.force);
     await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, preprocessOptions(o));
       const n = unitBlocks(net, o.unit).length;

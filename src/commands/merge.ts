@@ -1,11 +1,9 @@
 /** reslens merge: the shard files of `reslens report --shard I/N` → the report one machine would have written. */
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { existsSync } from 'node:fs';
-import { UserError } from '../errors.js';
 import { renderHtml } from '../report/html.js';
 import { assemble, checkReport, checkShards, readState } from '../report/state.js';
-import { toJson, writeFileAtomic } from '../files.js';
+import { checkOutput, toJson, writeFileAtomic } from '../files.js';
 import { renderReportSummary } from './report.js';
 
 export function registerMerge(program: Command): void {
@@ -21,8 +19,8 @@ Examples:
   reslens merge shard-0.json shard-1.json shard-2.json shard-3.json -o report.json
   reslens merge shards/*.json -o report.json --html report.html`)
     .action(async (files: string[], o: { output: string; html?: string; force?: boolean }) => {
-      if (existsSync(o.output) && !o.force) throw new UserError(`${o.output}: already exists; pass --force to replace it or choose another -o path`);
-      if (o.html && existsSync(o.html) && !o.force) throw new UserError(`${o.html}: already exists; pass --force to replace it or choose another --html path`);
+      checkOutput(o.output, { force: o.force, flag: '-o' });
+      if (o.html) checkOutput(o.html, { force: o.force, flag: '--html' });
       const states = checkShards(files.map((file) => ({ file, state: readState(file, 'shard file') })));
       const devices = [...new Set(states.map((s) => s.device))];
       if (devices.length > 1) process.stderr.write(`reslens: note: the shards ran on different devices (${devices.join(', ')}); the report names ${devices[0]}\n`);

@@ -1,9 +1,14 @@
 /** Where results go: stdout tables, JSON to stdout or to a file written atomically. */
-import { toJson, writeFileAtomic } from '../files.js';
+import { checkOutput, toJson, writeFileAtomic } from '../files.js';
 import { shown } from '../text.js';
 
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
   return !!stream.isTTY && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+}
+
+/** Before any work: a `--json FILE` that could not be written is refused now, not after the run. */
+export function checkJsonOutput(target: string | boolean | undefined, force: boolean): void {
+  if (typeof target === 'string' && target !== '-') checkOutput(target, { force, flag: '--json' });
 }
 
 /** `--json` alone → stdout; `--json FILE` → FILE. Returns true when stdout was used. */

@@ -9,7 +9,7 @@ import { unitsOf } from '../studies/network.js';
 import { blockPaths, networkPaths, pathsReport, type PathsOptions, type PathsReport } from '../studies/paths.js';
 import { renderPathHistogram } from '../paths/render.js';
 import { addJsonOptions, addRuntimeOptions, positiveInt, withFlagNames, withRuntime, type JsonFlags, type RuntimeFlags } from './common.js';
-import { emitJson, useColor } from './output.js';
+import { checkJsonOutput, emitJson, useColor } from './output.js';
 import { shown } from '../text.js';
 
 /** Parses "19-35,5-17" into ranges (the study checks them against the block count). */
@@ -71,6 +71,7 @@ Examples:
   addJsonOptions(addRuntimeOptions(cmd));
   cmd.action((modelPath: string | undefined, o: PathsFlags) => withFlagNames({ ranges: '--range' }, async () => {
     if (modelPath && o.blocks) throw new UserError('paths: give a model or --blocks, not both');
+    checkJsonOutput(o.json, !!o.force);
     const ranges = o.range ? parseRanges(o.range) : [];
     let options: PathsOptions;
     if (modelPath) {

@@ -9,7 +9,8 @@ import { parseBlockList } from '../blocklist.js';
 import { openNetwork, type Network } from '../engine/network.js';
 import { onnxruntimeVersion, type Runtime } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
-import { toJson, writeFileAtomic } from '../files.js';
+import { checkOutput, toJson, writeFileAtomic } from '../files.js';
+import { lockOutput } from '../report/lock.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { renderHtml } from '../report/html.js';
 import { compareLesionPlan, gradientPlan, mainLesionPlan } from '../report/plan.js';
@@ -151,14 +152,25 @@ const exists = (f: string, flag: string) => new UserError(`${f}: already exists;
 async function report(modelPath: string, o: ReportFlags): Promise<void> {
   const mode = parseMode(o.mode);
   const shard = o.shard ? parseShard(o.shard) : { index: 0, count: 1 };
+  const out = o.output;
+  if (o.shard && o.html) throw new UserError('--html: a shard has only part of the results; pass --html to reslens merge instead');
+  if (o.compare && mode.kind !== 'delete') throw new UserError(`--compare: plain networks can only be lesioned with --mode delete, not ${o.mode}`);
+  // With --resume an existing output may be this run's, finished: checked once the options are known.
+  checkOutput(out, { force: o.force, flag: '-o', mayExist: o.resume });
+  if (o.html) checkOutput(o.html, { force: o.force, flag: '--html', mayExist: o.resume && existsSync(out) });
+  // From here on the output, its progress file and their temporary files are this run's alone.
+  const lock = lockOutput(out);
+  try {
+    await reportLocked(modelPath, o, mode, shard);
+  } finally {
+    lock.release();
+  }
+}
+
+async function reportLocked(modelPath: string, o: ReportFlags, mode: LesionMode, shard: { index: number; count: number }): Promise<void> {
   const sharded = !!o.shard;
   const out = o.output;
   const partial = `${out}.partial`;
-  if (sharded && o.html) throw new UserError('--html: a shard has only part of the results; pass --html to reslens merge instead');
-  if (o.compare && mode.kind !== 'delete') throw new UserError(`--compare: plain networks can only be lesioned with --mode delete, not ${o.mode}`);
-  // With --resume an existing output may be this run's, finished: checked once the options are known.
-  if (existsSync(out) && !o.force && !o.resume) throw exists(out, '-o');
-  if (o.html && existsSync(o.html) && !o.force && !(o.resume && existsSync(out))) throw exists(o.html, '--html');
   let prior: ReportState | null = null;
   if (existsSync(partial)) {
     if (o.resume) prior = readState(partial);

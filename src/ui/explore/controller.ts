@@ -10,6 +10,7 @@ import type { ExploreBackend, GradientRun } from './backend.js';
 import { displayPath } from './files.js';
 import { actionFor, appliesIn, bindingFor, jumpKey, splitKeys, type Action, type KeyPress } from './keymap.js';
 import { PRIORITY } from './scheduler.js';
+import { shown } from '../../text.js';
 import {
   baseline, configKey, currentKey, currentMeasurement, initialState, keptBlocks, reduce, singleBlock,
   type ExploreEvent, type ExploreState, type GradientSummary, type JobName,
@@ -28,7 +29,7 @@ function aborted(e: unknown, signal: AbortSignal): boolean {
 }
 
 function message(e: unknown): string {
-  return e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  return shown(e instanceof Error ? e.message.split('\n')[0]! : String(e));
 }
 
 export class ExploreController {

@@ -1,6 +1,8 @@
 /** Files explore writes: next to nothing, never over anything (a counter is added instead). */
 import { linkSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { UserError } from '../../errors.js';
+import { checkFolder, writeError } from '../../files.js';
 
 /** The model's file name without .onnx: "resnet20" for fixtures/models/resnet20.onnx. */
 export function modelStem(file: string): string {
@@ -13,9 +15,10 @@ export function modelStem(file: string): string {
  * only with its full content and an existing file is never replaced. Returns the path written.
  */
 export function writeNewFile(dir: string, base: string, ext: string, content: string | Uint8Array): string {
+  checkFolder(dir, path.join(dir, base + ext), 'save');
   const tmp = path.join(dir, `.${base}${ext}.${process.pid}.${Date.now()}.tmp`);
-  writeFileSync(tmp, content);
   try {
+    writeFileSync(tmp, content);
     for (let i = 0; i < 10000; i++) {
       const target = path.join(dir, i ? `${base}.${i}${ext}` : `${base}${ext}`);
       try {
@@ -30,11 +33,13 @@ export function writeNewFile(dir: string, base: string, ext: string, content: st
           return target;
         } catch (e2) {
           if ((e2 as NodeJS.ErrnoException).code === 'EEXIST') continue;
-          throw e2;
+          throw writeError(target, e2);
         }
       }
     }
-    throw new Error(`${path.join(dir, base + ext)}: 10000 numbered copies exist already`);
+    throw new UserError(`${path.join(dir, base + ext)}: 10000 numbered copies exist already`);
+  } catch (e) {
+    throw writeError(path.join(dir, base + ext), e);
   } finally {
     try {
       unlinkSync(tmp);
