@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { writeNpy } from './helpers/npy.js';
 import { decodeModel, encodeModel, type ModelProto } from '../src/loader/proto.js';
 import { buildNet } from './helpers/build.js';
@@ -248,4 +249,77 @@ test('two runs on one report output: the second is told at once who holds it; a 
   assert.match(again.err, /took over a stale lock \(its process \d+ is gone\)/);
   assert.ok(!existsSync(`${out}.lock`));
   noTemps(d, 'report');
+});
+
+function idx(magic: number, dims: number[], body: Buffer): Buffer {
+  const head = Buffer.alloc(4 + 4 * dims.length);
+  head.writeUInt32BE(magic, 0);
+  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
+  return Buffer.concat([head, body]);
+}
+
+test('data: IDX files linked to /dev/zero or FIFOs do not hang; a gzip bomb stops at its header\'s size; the cache says where it is', () => {
+  const d = folder('data');
+  const m = model(path.join(d, 'm.onnx'));
+  const lesion = (data: string, env: NodeJS.ProcessEnv = {}) => run(['lesion', m, '--data', data, '--device', 'cpu', '--no-single', '--k', '1', '--samples', '1'], { timeout: 30_000, env });
+  // A data folder whose IDX files are links to /dev/zero, and a FIFO named as one.
+  const zero = folder('data/zero');
+  symlinkSync('/dev/zero', path.join(zero, 't10k-images-idx3-ubyte'));
+  symlinkSync('/dev/zero', path.join(zero, 't10k-labels-idx1-ubyte'));
+  refused(lesion(zero), /t10k-images-idx3-ubyte: is a character device, not a regular file/, '/dev/zero IDX');
+  symlinkSync('/dev/zero', path.join(zero, 'z-images-idx3-ubyte.gz'));
+  symlinkSync('/dev/zero', path.join(zero, 'z-labels-idx1-ubyte.gz'));
+  refused(lesion(path.join(zero, 'z-images-idx3-ubyte.gz')), /z-images-idx3-ubyte\.gz: (is a character device|not a regular file)/, '/dev/zero .gz');
+  const fifo = folder('data/fifo');
+  assert.equal(spawnSync('mkfifo', [path.join(fifo, 't10k-images-idx3-ubyte')]).status, 0);
+  writeFileSync(path.join(fifo, 't10k-labels-idx1-ubyte'), idx(0x801, [4], Buffer.alloc(4)));
+  refused(lesion(fifo), /t10k-images-idx3-ubyte: is a FIFO \(named pipe\), not a regular file/, 'FIFO IDX');
+
+  // A gzip bomb: a valid header for 10 images of 8x8 (656 bytes), then 64 MiB of zeros.
+  const bomb = folder('data/bomb');
+  const tmp = folder('data/tmpdir');
+  const promised = 16 + 10 * 64;
+  writeFileSync(path.join(bomb, 'b-images-idx3-ubyte.gz'), gzipSync(idx(0x803, [10, 8, 8], Buffer.alloc(64 << 20))));
+  writeFileSync(path.join(bomb, 'b-labels-idx1-ubyte.gz'), gzipSync(idx(0x801, [10], Buffer.alloc(10))));
+  const r = lesion(path.join(bomb, 'b-images-idx3-ubyte.gz'), { TMPDIR: tmp });
+  refused(r, new RegExp(`b-images-idx3-ubyte\\.gz: decompresses to more than the ${promised} bytes its header promises`), 'gzip bomb');
+  const cache = path.join(tmp, 'reslens-cache');
+  assert.match(r.err, new RegExp(`decompressing .*b-images-idx3-ubyte\\.gz into ${cache.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), 'says where the cache is');
+  assert.deepEqual(readdirSync(cache), [], 'nothing cached, no temporary file left');
+  // A header that promises more than the cache takes is refused after its first bytes.
+  writeFileSync(path.join(bomb, 'h-images-idx3-ubyte.gz'), gzipSync(idx(0x803, [60000, 300, 300], Buffer.alloc(1024))));
+  writeFileSync(path.join(bomb, 'h-labels-idx1-ubyte.gz'), gzipSync(idx(0x801, [60000], Buffer.alloc(60000))));
+  refused(lesion(path.join(bomb, 'h-images-idx3-ubyte.gz'), { TMPDIR: tmp }), /h-images-idx3-ubyte\.gz: its header promises 5400000016 bytes decompressed, over the 2147483648-byte cache limit/, 'huge promise');
+  // An honest .gz of the same shape is read.
+  writeFileSync(path.join(bomb, 'ok-images-idx3-ubyte.gz'), gzipSync(idx(0x803, [10, 8, 8], Buffer.alloc(640, 100))));
+  writeFileSync(path.join(bomb, 'ok-labels-idx1-ubyte.gz'), gzipSync(idx(0x801, [10], Buffer.alloc(10))));
+  const ok = lesion(path.join(bomb, 'ok-images-idx3-ubyte.gz'), { TMPDIR: tmp });
+  assert.equal(ok.code, 0, ok.err);
+  assert.equal(readdirSync(cache).filter((f) => f.endsWith('.idx')).length, 2, 'images and labels cached');
+});
+
+test('data: linked class folders are followed inside the data folder and refused outside it; a linked image to a device is refused', () => {
+  const d = folder('img');
+  const m = model(path.join(d, 'm.onnx'));
+  const sharp = (async () => (await import('sharp')).default)();
+  return sharp.then(async (sh) => {
+    const png = await sh({ create: { width: 8, height: 8, channels: 3, background: { r: 90, g: 120, b: 200 } } }).png().toBuffer();
+    const data = folder('img/data');
+    for (const c of ['a', 'b']) {
+      mkdirSync(path.join(data, '.store', c), { recursive: true });
+      for (let i = 0; i < 3; i++) writeFileSync(path.join(data, '.store', c, `${i}.png`), png);
+      symlinkSync(path.join('.store', c), path.join(data, c));
+    }
+    const lesion = (dir: string) => run(['lesion', m, '--data', dir, '--device', 'cpu', '--no-single', '--k', '1', '--samples', '1', '--json'], { timeout: 30_000 });
+    const r = lesion(data);
+    assert.equal(r.code, 0, r.err);
+    assert.match(JSON.parse(r.out).data.description, /6 .*in 2 classes/);
+    const outside = folder('img/outside');
+    writeFileSync(path.join(outside, '0.png'), png);
+    symlinkSync(outside, path.join(data, 'c'));
+    refused(lesion(data), /data\/c: a class folder that links to .*img\/outside, outside the data folder; refusing to follow it/, 'class folder outside');
+    rmSync(path.join(data, 'c'));
+    symlinkSync('/dev/zero', path.join(data, '.store', 'a', '9.png'));
+    refused(lesion(data), /a\/9\.png: is a character device, not an image file/, 'image linked to /dev/zero');
+  });
 });

@@ -3,12 +3,12 @@
  * + 3072 (CIFAR-100; the fine label is used), pixels CHW 3x32x32. One file or several (a folder's
  * data batches) read as one data set, each record read on demand.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../errors.js';
 import {
-  applyLimit, checkShape, countStr, FileSource, makeDataset, Normaliser, sha256Files, statOrThrow,
+  applyLimit, checkShape, countStr, FileSource, makeDataset, Normaliser, readSmallTextSync, sha256Files, statOrThrow,
 } from './common.js';
 import type { Dataset, OpenOptions } from './dataset.js';
 
@@ -61,7 +61,7 @@ function classNamesNear(dir: string, kind: Kind): string[] | undefined {
   const f = path.join(dir, kind === 10 ? 'batches.meta.txt' : 'fine_label_names.txt');
   if (!existsSync(f)) return undefined;
   try {
-    const names = readFileSync(f, 'utf8').split(/\r?\n/).map((s) => s.trim()).filter(Boolean);
+    const names = readSmallTextSync(f).split(/\r?\n/).map((s) => s.trim()).filter(Boolean);
     return names.length === kind ? names : undefined;
   } catch {
     return undefined;

@@ -3,9 +3,10 @@
  * normaliser, shape checks and the batching core every format plugs a reader into.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { UserError } from '../../errors.js';
+import { kindOf } from '../../oserror.js';
 import type { Batch, Dataset, Preprocess } from './dataset.js';
 
 export const ACCEPTED =
@@ -26,14 +27,8 @@ export class FileSource implements ByteSource {
   private constructor(readonly name: string, readonly size: number, private fh: FileHandle | null) {}
 
   static async open(file: string, shownAs = file): Promise<FileSource> {
-    let fh: FileHandle;
-    try {
-      fh = await open(file, 'r');
-    } catch (e) {
-      throw new UserError(`${shownAs}: cannot open (${errCode(e)}); check the path and permissions`);
-    }
-    const st = await fh.stat();
-    return new FileSource(shownAs, st.size, fh);
+    const { fh, size } = await openRegular(file, shownAs);
+    return new FileSource(shownAs, size, fh);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -71,6 +66,41 @@ export class MemSource implements ByteSource {
   async close(): Promise<void> {}
 }
 
+/**
+ * Opens a regular file for reading. O_NONBLOCK so that a FIFO does not wait for a writer; a
+ * device, FIFO or socket (a link to /dev/zero would never end) is refused by fstat on the
+ * opened descriptor, so what is checked is what is read.
+ */
+export async function openRegular(file: string, shownAs = file): Promise<{ fh: FileHandle; size: number }> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new UserError(`${shownAs}: cannot open (${errCode(e)}); check the path and permissions`);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw new UserError(`${shownAs}: is ${kindOf(st)}, not a regular file; pass the data file itself`);
+  }
+  return { fh, size: st.size };
+}
+
+/** A small text file (a list of class names), refused if it is not a regular file or over `max` bytes. */
+export function readSmallTextSync(file: string, max = 1 << 20): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new UserError(`${file}: is ${kindOf(st)}, not a regular file`);
+    if (st.size > max) throw new UserError(`${file}: ${st.size} bytes is too large for a list of names (over ${max}); is it the right file?`);
+    const buf = Buffer.alloc(st.size);
+    const n = readSync(fd, buf, 0, st.size, 0);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function errCode(e: unknown): string {
   if (e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'string') return (e as { code: string }).code;
   return e instanceof Error ? e.message.split('\n')[0]! : String(e);
@@ -91,10 +121,14 @@ export async function sha256Files(files: string[], prefix?: (i: number) => strin
   const h = createHash('sha256');
   for (let i = 0; i < files.length; i++) {
     if (prefix) h.update(prefix(i));
+    // Only regular files, and only the bytes they had when opened: a link to a device never ends.
+    const { fh, size } = await openRegular(files[i]!);
     try {
-      for await (const chunk of createReadStream(files[i]!)) h.update(chunk as Buffer);
+      if (size > 0) for await (const chunk of fh.createReadStream({ start: 0, end: size - 1, autoClose: false })) h.update(chunk as Buffer);
     } catch (e) {
       throw new UserError(`${files[i]}: cannot read while hashing (${errCode(e)}); is it still there?`);
+    } finally {
+      await fh.close();
     }
   }
   return h.digest('hex');

@@ -4,19 +4,44 @@
  * folder is named in it) each folder's index in that list; otherwise the sorted folder names
  * (torchvision's order when every class is present). Decoding is decode.ts's.
  */
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../errors.js';
 import { errCode } from './common.js';
+import { kindOf } from '../../oserror.js';
 import type { Dataset, OpenOptions } from './dataset.js';
 import { IMAGE_EXTS, isImageFile, openImageFiles } from './decode.js';
 
 export { IMAGE_EXTS, isImageFile };
 
-/** Class subfolders (sorted) or null when `dir` has none. */
+/**
+ * Class subfolders (sorted) or null when `dir` has none. A linked subfolder counts when its
+ * real path is inside `dir`'s (a data set laid out with links); one leading elsewhere is refused.
+ */
 export async function classFolders(dir: string): Promise<string[] | null> {
   const ents = await readdir(dir, { withFileTypes: true });
-  const cls = ents.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const cls: string[] = [];
+  let root: string | null = null;
+  for (const e of ents) {
+    if (e.name.startsWith('.')) continue;
+    if (e.isDirectory()) cls.push(e.name);
+    else if (e.isSymbolicLink()) {
+      const link = path.join(dir, e.name);
+      let real: string;
+      try {
+        real = await realpath(link);
+      } catch {
+        continue; // a dangling link is not a class
+      }
+      if (!(await stat(real)).isDirectory()) continue;
+      root ??= await realpath(dir);
+      if (!real.startsWith(root + path.sep)) {
+        throw new UserError(`${link}: a class folder that links to ${real}, outside the data folder; refusing to follow it. Copy the images into ${dir} or pass the real folder`);
+      }
+      cls.push(e.name);
+    }
+  }
+  cls.sort();
   return cls.length ? cls : null;
 }
 
@@ -45,7 +70,13 @@ export async function openImageFolder(dir: string, folders: string[], opts: Open
       throw new UserError(`${path.join(dir, folders[c]!)}: cannot list (${errCode(e)}); check permissions`);
     }
     for (const n of names.filter((n) => !n.startsWith('.') && isImageFile(n)).sort()) {
-      files.push(path.join(dir, folders[c]!, n));
+      const file = path.join(dir, folders[c]!, n);
+      // A link to a device or a FIFO would never finish decoding.
+      if (!(await lstat(file)).isFile()) {
+        const st = await stat(file).catch(() => null);
+        if (!st?.isFile()) throw new UserError(`${file}: is ${st ? kindOf(st) : 'a dangling link'}, not an image file; remove it`);
+      }
+      files.push(file);
       labels.push(labelOf[c]!);
     }
   }

@@ -51,8 +51,26 @@ function hex(v: number): string {
   return '0x' + v.toString(16).padStart(8, '0');
 }
 
+/**
+ * The size an IDX file's header promises: magic (type, rank) then one big-endian uint32 per
+ * dimension, then the data. Null until the header has arrived.
+ */
+export function idxSize(head: Buffer): number | null {
+  if (head.length < 4) return null;
+  const rank = head[3]!;
+  const bytesPer: Record<number, number> = { 0x08: 1, 0x09: 1, 0x0b: 2, 0x0c: 4, 0x0d: 4, 0x0e: 8 };
+  const per = bytesPer[head[2]!];
+  // Not IDX: its first 16 bytes are enough for the reader to say what is wrong.
+  if (head[0] !== 0 || head[1] !== 0 || !per || rank === 0) return 16;
+  const headLen = 4 + 4 * rank;
+  if (head.length < headLen) return null;
+  let n = per;
+  for (let i = 0; i < rank; i++) n *= head.readUInt32BE(4 + 4 * i);
+  return headLen + n;
+}
+
 async function rawPath(file: string, cacheDir: string | undefined): Promise<string> {
-  return file.endsWith('.gz') ? gunzipCached(file, cacheDir) : file;
+  return file.endsWith('.gz') ? gunzipCached(file, idxSize, cacheDir) : file;
 }
 
 export async function openIdx(images: string, opts: OpenOptions, note = ''): Promise<Dataset> {

@@ -281,11 +281,21 @@ export async function openNpz(file: string, opts: OpenOptions): Promise<Dataset>
   }
   const order: string[] = [];
   const unzip = (keep: (name: string) => boolean): Record<string, Uint8Array> => {
+    // Each array is inflated into a buffer of its declared size: refuse a zip bomb's before inflating.
+    let big: { name: string; size: number } | null = null;
+    let out: Record<string, Uint8Array>;
     try {
-      return unzipSync(buf, { filter: (f) => keep(f.name) });
+      out = unzipSync(buf, { filter: (f) => {
+        const want = keep(f.name);
+        if (want && f.originalSize > MAX_NPZ_BYTES) big ??= { name: f.name, size: f.originalSize };
+        return want && !big;
+      } });
     } catch (e) {
       throw new UserError(`${file}: not a readable .npz (zip) file (${e instanceof Error ? e.message : String(e)}); re-save it with numpy.savez`);
     }
+    const b = big as { name: string; size: number } | null; // set inside the filter callback
+    if (b) throw new UserError(`${file}: the array ${b.name} unpacks to ${b.size} bytes, over ${MAX_NPZ_BYTES}; save the images and labels as two .npy files`);
+    return out;
   };
   unzip((name) => { if (name.endsWith('.npy')) order.push(name.slice(0, -4)); return false; });
   if (order.length === 0) throw new UserError(`${file}: holds no .npy arrays; save images and labels with numpy.savez(file, x=images, y=labels)`);
