@@ -132,3 +132,84 @@ test(`the CLI on damaged models with random flags: exit 0 or 2, one line, no han
     { numRuns: Math.ceil(RUNS / 25), seed: 11, includeErrorInReport: true },
   );
 });
+
+test(`external data through links, devices, FIFOs and odd offsets: inlined from inside the folder, or refused (${RUNS} cases)`, async () => {
+  const { mkdirSync, realpathSync, symlinkSync } = await import('node:fs');
+  const { spawnSync } = await import('node:child_process');
+  const { decodeModel } = await import('../src/loader/proto.js');
+  const home = path.join(dir, 'ext-model');
+  const outside = path.join(dir, 'ext-outside');
+  mkdirSync(path.join(home, 'sub'), { recursive: true });
+  mkdirSync(outside, { recursive: true });
+  const m = decodeModel(model);
+  const w = [...m.graph!.initializer!].sort((a, b) => (b.rawData?.byteLength ?? 0) - (a.rawData?.byteLength ?? 0))[0]!;
+  const bytes = Buffer.from(w.rawData!);
+  writeFileSync(path.join(home, 'w.bin'), Buffer.concat([bytes, bytes]));
+  writeFileSync(path.join(outside, 'w.bin'), Buffer.concat([bytes, bytes]));
+  symlinkSync(path.join(outside, 'w.bin'), path.join(home, 'out.bin'));
+  symlinkSync(outside, path.join(home, 'linkdir'));
+  symlinkSync('/dev/zero', path.join(home, 'zero.bin'));
+  symlinkSync('/dev/null', path.join(home, 'null.bin'));
+  symlinkSync('w.bin', path.join(home, 'inside.bin'));
+  symlinkSync('loop.bin', path.join(home, 'loop.bin'));
+  symlinkSync('../w.bin', path.join(home, 'sub', 'up.bin'));
+  assert.equal(spawnSync('mkfifo', [path.join(home, 'fifo.bin')]).status, 0);
+  const realHome = realpathSync(home);
+  const location = fc.oneof(
+    fc.constantFrom('w.bin', 'out.bin', 'linkdir/w.bin', 'zero.bin', 'null.bin', 'inside.bin', 'loop.bin', 'fifo.bin', 'sub', 'sub/up.bin', 'sub/../w.bin',
+      '../ext-outside/w.bin', '/etc/passwd', '', '.', 'missing.bin', 'w.bin\u0000x', `w.bin${'\u001b'}[2J`),
+    fc.string({ maxLength: 12 }),
+  );
+  const count = fc.option(fc.oneof(fc.nat({ max: 2 * bytes.length + 8 }).map(String), fc.constantFrom('-1', 'abc', '1e309', '0x10', '9007199254740993', ''), fc.string({ maxLength: 6 })), { nil: undefined });
+  fc.assert(
+    fc.property(location, count, count, (loc, offset, length) => {
+      const t = decodeModel(model);
+      const x = t.graph!.initializer!.find((i) => i.name === w.name)!;
+      x.dataLocation = 1;
+      x.rawData = new Uint8Array(0);
+      x.externalData = [{ key: 'location', value: loc }];
+      if (offset !== undefined) x.externalData.push({ key: 'offset', value: offset });
+      if (length !== undefined) x.externalData.push({ key: 'length', value: length });
+      const got = userErrorOr(() => modelFromBytes(encodeModel(t), path.join(home, 'm.onnx')));
+      if (got instanceof UserError) return;
+      // Accepted: read from a regular file inside the folder, exactly the tensor's bytes.
+      const inlined = got.proto.graph!.initializer!.find((i) => i.name === w.name)!;
+      assert.equal(inlined.rawData!.byteLength, bytes.length);
+      assert.ok(realpathSync(path.join(home, loc)).startsWith(realHome + path.sep), `read ${loc} from outside the folder`);
+    }),
+    { numRuns: RUNS, seed: 19 },
+  );
+});
+
+test(`hostile metadata, input names and op types: the CLI exits 0 or 2 and never prints a raw control character (${Math.ceil(RUNS / 250)} cases)`, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { decodeModel } = await import('../src/loader/proto.js');
+  const evil = fc.oneof(
+    fc.constantFrom('\u001b[2J', '\u001b]0;owned\u0007', '\u009b31m', '\u202eabc', '1,2\r\n3', '\u0000', '0.5'),
+    fc.string({ unit: 'binary', maxLength: 16 }),
+  );
+  const key = fc.constantFrom('reslens.mean', 'reslens.std', 'reslens.input_size', 'reslens.classes', 'reslens.survival', 'reslens.test_accuracy', 'other');
+  const where = fc.constantFrom('metadata', 'input', 'op', 'node');
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(where, key, evil), { minLength: 1, maxLength: 3 }), async (edits) => {
+      const m = decodeModel(model);
+      m.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
+      for (const [w, k, v] of edits) {
+        if (w === 'metadata') m.metadataProps.push({ key: k, value: v });
+        else if (w === 'input') m.graph!.input!.push({ ...m.graph!.input![0]!, name: v });
+        else if (w === 'op') m.graph!.node![1]!.opType = v;
+        else m.graph!.node![2]!.name = v;
+      }
+      const file = path.join(dir, 'evil.onnx');
+      writeFileSync(file, encodeModel(m));
+      const r = spawnSync(process.execPath, ['dist/cli.js', 'inspect', file, '--device', 'cpu'], { encoding: 'utf8', timeout: 60000 });
+      assert.notEqual(r.signal, 'SIGTERM', 'hang');
+      assert.ok(r.status === 0 || r.status === 2, `exit ${r.status}: ${r.stderr}`);
+      // eslint-disable-next-line no-control-regex
+      const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+      assert.ok(!raw.test(r.stdout) && !raw.test(r.stderr), `raw control character printed: ${JSON.stringify(r.stderr)}`);
+      if (r.status === 2) assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }),
+    { numRuns: Math.ceil(RUNS / 250), seed: 23 },
+  );
+});
