@@ -230,10 +230,16 @@ test('two runs on one report output: the second is told at once who holds it; a 
   const firstDone = new Promise<number | null>((resolve) => first.on('exit', (code) => resolve(code)));
   for (let i = 0; i < 600 && !existsSync(`${out}.lock`); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(existsSync(`${out}.lock`), 'the first run holds a lock');
-  const second = run(args.slice(1));
-  refused(second, new RegExp(`r\\.json: another reslens run is writing it \\(pid ${first.pid} on ${os.hostname()}`), 'second run');
-  const resumed = run([...args.slice(1), '--resume']);
-  refused(resumed, /another reslens run is writing it/, 'a --resume while the first runs');
+  // Paused while the others try, so that it cannot finish first however loaded the machine is.
+  first.kill('SIGSTOP');
+  try {
+    const second = run(args.slice(1));
+    refused(second, new RegExp(`r\\.json: another reslens run is writing it \\(pid ${first.pid} on ${os.hostname()}`), 'second run');
+    const resumed = run([...args.slice(1), '--resume']);
+    refused(resumed, /another reslens run is writing it/, 'a --resume while the first runs');
+  } finally {
+    first.kill('SIGCONT');
+  }
   assert.equal(await firstDone, 0, firstErr);
   assert.ok(!existsSync(`${out}.lock`) && !existsSync(`${out}.partial`), 'lock and progress file gone');
   const retried = run([...args.slice(1), '--resume']);

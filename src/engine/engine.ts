@@ -250,7 +250,7 @@ export class Engine {
   private session(key: string, label: string, build: () => ModelProto, o?: { arena?: boolean }): Promise<Session> {
     let p = this.sessions.get(key);
     if (!p) {
-      p = this.rt.create(build(), `${this.net.model.path}, ${label}`, o);
+      p = this.rt.create(build(), label, o);
       this.sessions.set(key, p);
     }
     return p;
