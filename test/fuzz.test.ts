@@ -28,9 +28,14 @@ const model = encodeModel(buildNet({ blocks: [{ cout: 4 }, { cout: 8, stride: 2 
 const idxImages = readFileSync('fixtures/data/t10k-images-idx3-ubyte').subarray(0, 16 + 784 * 20);
 const idxLabels = readFileSync('fixtures/data/t10k-labels-idx1-ubyte').subarray(0, 8 + 20);
 
-/** A damaged copy: truncated, bits flipped, bytes overwritten, or a run duplicated (length fields). */
-const damage = (src: Uint8Array) =>
-  fc.oneof(
+/**
+ * A damaged copy: truncated, bits flipped, bytes overwritten, or a run duplicated (length fields).
+ * `src` is copied first: a Buffer's slice() is a view, and flipping bits in it damaged the
+ * original for every later case.
+ */
+const damage = (buf: Uint8Array) => {
+  const src = Uint8Array.from(buf);
+  return fc.oneof(
     fc.nat({ max: src.length - 1 }).map((n) => src.slice(0, n)),
     fc.array(fc.tuple(fc.nat({ max: src.length - 1 }), fc.nat({ max: 7 })), { minLength: 1, maxLength: 8 }).map((flips) => {
       const b = src.slice();
@@ -44,6 +49,7 @@ const damage = (src: Uint8Array) =>
     }),
     fc.tuple(fc.nat({ max: src.length - 1 }), fc.nat({ max: 64 })).map(([i, n]) => Uint8Array.from([...src.subarray(0, i), ...src.subarray(i, i + n), ...src.subarray(i)])),
   );
+};
 
 function userErrorOr<T>(f: () => T): T | UserError {
   try {
