@@ -59,6 +59,30 @@ export function exportedProgram(net: Network, o: ExportOptions): Program {
  */
 export function exportedModel(net: Network, p: Program, changes: { delete: string; scale: string; reorder: string }): ModelProto {
   const out = exportProgram(net.model.proto, net.graph, net.structure, p);
-  out.metadataProps = [...(out.metadataProps ?? []), { key: 'reslens.exported_from', value: `${net.model.sha256} delete=${changes.delete} scale=${changes.scale} reorder=${changes.reorder}` }];
+  out.metadataProps = [...exportedMetadata(out.metadataProps ?? [], p), { key: 'reslens.exported_from', value: `${net.model.sha256} delete=${changes.delete} scale=${changes.scale} reorder=${changes.reorder}` }];
+  return out;
+}
+
+/** Metadata that states a measurement of the source network, untrue of a changed one. */
+export const MEASURED_KEYS = ['reslens.test_accuracy'];
+
+/**
+ * The source's metadata as it holds for the changed network: measured keys dropped when
+ * anything changed, reslens.survival following its blocks (deleted ones out, in the new
+ * order), an earlier reslens.exported_from replaced.
+ */
+export function exportedMetadata(props: { key?: string | null; value?: string | null }[], p: Program): { key: string; value: string }[] {
+  const changed = p.modes.some((m) => m.kind !== 'full') || p.order.some((u, i) => u !== i);
+  const kept = p.order.filter((u) => p.modes[u]!.kind !== 'delete');
+  const out: { key: string; value: string }[] = [];
+  for (const { key, value } of props) {
+    if (!key || key === 'reslens.exported_from' || (changed && MEASURED_KEYS.includes(key))) continue;
+    if (key === 'reslens.survival' && value) {
+      const q = value.split(',');
+      out.push({ key, value: q.length === p.modes.length ? kept.map((u) => q[u]!.trim()).join(',') : value });
+      continue;
+    }
+    out.push({ key, value: value ?? '' });
+  }
   return out;
 }
