@@ -320,13 +320,16 @@ export class ExploreController {
       blocks: s.info.blocks.length,
       deleted: s.deleted,
       paths: { n: keptBlocks(s).length, count: (1n << BigInt(keptBlocks(s).length)).toString() },
-      error: cur ? cur.error : null,
+      error: cur ? countedError(cur) : null,
       correct: cur?.correct ?? null,
       total: cur?.total ?? null,
-      baselineError: base ? base.error : null,
-      singleBlockError: s.info.blocks.map((b) => singleBlock(s, b.index)?.error ?? null),
-      ensemble: s.ensemble,
-      compareEnsemble: s.compareEnsemble,
+      baselineError: base ? countedError(base) : null,
+      singleBlockError: s.info.blocks.map((b) => {
+        const m = singleBlock(s, b.index);
+        return m ? countedError(m) : null;
+      }),
+      ensemble: s.ensemble && s.ensemble.map(measuredPoint),
+      compareEnsemble: s.compareEnsemble && s.compareEnsemble.map(measuredPoint),
       gradients: s.gradients,
       savedAt: new Date().toISOString(),
     };
@@ -367,4 +370,17 @@ export function summarizeGradients(runs: GradientRun[]): GradientSummary {
     pathShare: eff.pathShare,
     factorPerBlock: eff.fit ? eff.fit.factorPerBlock : null,
   };
+}
+
+/**
+ * Errors as saved: wrong/total from the counts (1 - correct/total gives 0.10999999999999999 for
+ * 89/100), and means over random sets at 12 significant digits, finer than any count resolves.
+ */
+function countedError(m: { correct: number; total: number }): number {
+  return m.total ? (m.total - m.correct) / m.total : 0;
+}
+
+function measuredPoint<T extends { mean: number; min: number; max: number }>(p: T): T {
+  const r = (x: number) => Number(x.toPrecision(12));
+  return { ...p, mean: r(p.mean), min: r(p.min), max: r(p.max) };
 }
