@@ -1,8 +1,11 @@
 /** The one parser for block lists like `3,7,10-12` (flags --delete, --blocks, --k ranges), and for lists of numbers. */
 import { UserError } from './errors.js';
 
-/** Parses "3,7,10-12" into sorted unique integers in [min, max]; `flag` names the source in errors. */
-export function parseBlockList(spec: string, flag: string, max: number, min = 0): number[] {
+/**
+ * Parses "3,7,10-12" into sorted unique integers in [min, max]; `flag` names the source in
+ * errors, and `bound`, when given, says why max is the bound.
+ */
+export function parseBlockList(spec: string, flag: string, max: number, min = 0, bound?: string): number[] {
   const out = new Set<number>();
   const text = spec.trim();
   if (!text) throw new UserError(`${flag}: empty list; give indices like 3,7,10-12`);
@@ -13,7 +16,7 @@ export function parseBlockList(spec: string, flag: string, max: number, min = 0)
     const a = Number(m[1]);
     const b = m[2] !== undefined ? Number(m[2]) : a;
     if (b < a) throw new UserError(`${flag}: range '${p}' runs backwards; write ${b}-${a}`);
-    if (a < min || b > max) throw new UserError(`${flag}: '${p}' is outside ${min}-${max}`);
+    if (a < min || b > max) throw new UserError(`${flag}: '${p}' is outside ${min}-${max}${bound ? ` (${bound})` : ''}`);
     for (let i = a; i <= b; i++) out.add(i);
   }
   return [...out].sort((x, y) => x - y);

@@ -209,8 +209,13 @@ export function checkShape(file: string, shape: [number, number, number], pre: P
   const [C, H, W] = shape;
   const wantC = pre.channels ?? C;
   const [wantH, wantW] = pre.size ?? [H, W];
-  if (C !== wantC || H !== wantH || W !== wantW) {
-    throw new UserError(`${file}: images are ${shapeStr(shape)} but the model takes ${wantC}x${wantH}x${wantW}; pass --size or another data set`);
+  const kind = (c: number) => (c === 1 ? ' (grayscale)' : c === 3 ? ' (colour)' : '');
+  if (C !== wantC) {
+    // --size changes height and width only, so it is no answer to a channel mismatch.
+    throw new UserError(`${file}: images have ${C} channel${C === 1 ? '' : 's'}${kind(C)} but the model takes ${wantC}${kind(wantC)}, ${wantC}x${wantH}x${wantW}; use the data set the model was trained on, or a folder of images (converted to ${wantC} channel${wantC === 1 ? '' : 's'})`);
+  }
+  if (H !== wantH || W !== wantW) {
+    throw new UserError(`${file}: images are ${H}x${W} but the model takes ${wantH}x${wantW}; use data of that size, a folder of images, or --size ${H},${W} if the model takes any input size`);
   }
 }
 
