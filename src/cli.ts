@@ -13,12 +13,16 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 
 export function buildProgram(): Command {
   const program = new Command('reslens')
-    .description('Residual networks behave like ensembles of relatively shallow networks: lesion studies,\npath-length distributions and path-restricted gradients for ONNX ResNets (Veit et al. 2016).')
+    .description('ResNets as ensembles of shallow networks (Veit et al. 2016)')
     .version(pkg.version, '-V, --version')
     .addOption(new Option('--debug', 'print stack traces for errors'))
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s.split('\n').map(shown).join('\n')) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s.split('\n').map(shown).join('\n')),
+      // A terminal's width, else $COLUMNS (help piped to a pager or a file), else 80.
+      getOutHelpWidth: () => (process.stdout.isTTY ? process.stdout.columns : Number(process.env.COLUMNS) || 80),
+    });
   registerCommands(program);
   return program;
 }

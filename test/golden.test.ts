@@ -44,7 +44,7 @@ function runJson(name: string, args: string[]): string {
 
 const cases: [string, string[]][] = [
   ['lesion', ['lesion', MODEL, '--limit', '500', '--device', 'cpu', '--k', '1,2,3', '--samples', '3', '--reorder', '--swaps', '2', '--seed', '7']],
-  ['lesion-scale', ['lesion', MODEL, '--limit', '500', '--device', 'cpu', '--mode', 'scale:0.5', '--delete', '2,5']],
+  ['lesion-scale', ['lesion', MODEL, '--limit', '500', '--device', 'cpu', '--mode', 'scale:0.5', '--delete', '2,5', '--single']],
   ['gradients', ['gradients', MODEL, '--limit', '500', '--device', 'cpu', '--samples', '3', '--seed', '4']],
   ['report', ['report', MODEL, '--limit', '500', '--device', 'cpu', '--k', '1,3', '--samples', '2', '--swaps', '2', '--gradient-samples', '2', '--seed', '3']],
 ];

@@ -1,11 +1,14 @@
 /** Flags and helpers that several commands share, so each is defined once. */
-import { Option, type Command } from 'commander';
+import { Argument, Option, type Command } from 'commander';
 import { flagName, OptionError, UserError } from '../errors.js';
 import { Runtime } from '../engine/session.js';
 import type { PreprocessOptions } from '../engine/network.js';
-import { parseNumberList } from '../blocklist.js';
+import { parseBlockList, parseNumberList } from '../blocklist.js';
+import { eligibleUnits } from '../studies/lesion.js';
+import type { PlanNetwork } from '../studies/network.js';
 import { DEVICES, selectDevice, type DeviceRequest } from '../engine/device.js';
 import { chooseBatch, DEFAULT_CAP, describeBatch, FREE_SHARE, parseMemory } from '../engine/memory.js';
+import { detail, note, PROGRESS_MODES, setStderrPolicy, type ProgressMode } from '../ui/progress.js';
 
 /** Runs `fn`; a study's OptionError comes out in this command's flags (`names`: option → flag where the default is wrong). */
 export async function withFlagNames<T>(names: Record<string, string>, fn: () => Promise<T>): Promise<T> {
@@ -41,6 +44,38 @@ export function shareArg(flag: string) {
     if (!(m > 0 && m <= 1)) throw new UserError(`${flag}: '${v}' must be in (0, 1]`);
     return m;
   };
+}
+
+/** --quiet, --verbose, --progress: what every command says on stderr besides errors. */
+export function addStderrOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (results still go to stdout or the output file)').conflicts('verbose'))
+    .addOption(new Option('-v, --verbose', 'more on stderr, e.g. why auto passed over a device'))
+    .addOption(new Option('--progress <mode>', 'progress on stderr: bar (on a terminal), json (one object per line: phase, done, total, elapsed), none').choices(PROGRESS_MODES).default('bar'));
+}
+
+export interface StderrFlags {
+  quiet?: boolean;
+  verbose?: boolean;
+  progress?: ProgressMode;
+}
+
+/** Sets the stderr policy from a command's flags (called before every command's action). */
+export function applyStderrFlags(f: StderrFlags): void {
+  setStderrPolicy({ quiet: !!f.quiet, verbose: !!f.verbose, progress: f.progress ?? 'bar' });
+}
+
+/**
+ * --k: numbers of units deleted at random, at most the units eligible for k-subsets, so the
+ * bound an error names is one that works.
+ */
+export function parseKList(spec: string, net: PlanNetwork, includeDownsampling: boolean): number[] {
+  const eligible = eligibleUnits(net, includeDownsampling).length;
+  // With none eligible the lesion plan says why.
+  if (eligible < 1) return parseBlockList(spec, '--k', net.n, 1);
+  const unit = net.kind === 'residual' ? 'blocks' : 'layers';
+  const left = includeDownsampling ? '' : `; downsampling ${unit} stay, --include-downsampling adds them`;
+  return parseBlockList(spec, '--k', eligible, 1, `${eligible} of ${net.n} ${unit} are eligible for k-subsets${left}`);
 }
 
 export function addRuntimeOptions(cmd: Command): Command {
@@ -98,8 +133,8 @@ export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Pr
   const choose = async () => {
     const choice = await selectDevice(opts.device ?? 'auto');
     if (opts.announce) {
-      const why = choice.skipped.map((s) => `${s.device}: ${s.reason}`).join('; ');
-      process.stderr.write(`device: ${choice.device}${choice.requested === 'auto' ? ` (auto${why ? `; ${why}` : ''})` : ''}\n`);
+      note(`device: ${choice.device}`);
+      for (const s of choice.skipped) detail(`device: auto passed over ${s.device}: ${s.reason}`);
     }
     return choice.device;
   };
@@ -123,7 +158,13 @@ import type { Network } from '../engine/network.js';
 /** The repo's fixtures folder (dist/commands → ../../fixtures). */
 export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures');
 export const FIXTURE_DATA = path.join(FIXTURES, 'data', 't10k-images-idx3-ubyte');
-export const DEFAULT_MODEL = path.join(FIXTURES, 'models', 'resnet20.onnx');
+/** The model of every command whose MODEL is optional: resnet56, deep enough to show the paper's picture. */
+export const DEFAULT_MODEL = path.join(FIXTURES, 'models', 'resnet56.onnx');
+
+/** The optional MODEL argument, defaulting to DEFAULT_MODEL (shown by its path in the checkout). */
+export function modelArgument(description = 'an ONNX file'): Argument {
+  return new Argument('[model]', description).default(DEFAULT_MODEL, path.relative(path.dirname(FIXTURES), DEFAULT_MODEL));
+}
 
 export function addDataOptions(cmd: Command): Command {
   return cmd
@@ -159,11 +200,6 @@ export async function batchFor(rt: Runtime, net: Network, f: DataFlags): Promise
   const c = chooseBatch(net, await rt.resolveDevice(), f.memory);
   if (c.limited) note(describeBatch(c));
   return c.batch;
-}
-
-/** One line on stderr (the data line, notes on defaults). */
-export function note(line: string): void {
-  process.stderr.write(`${line}\n`);
 }
 
 /** Opens --data, or the shipped fixture data for a shipped model. */
@@ -210,7 +246,7 @@ export function interruptSignal(): { signal: AbortSignal; dispose: () => void } 
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
     if (ac.signal.aborted) process.exit(130);
-    process.stderr.write(`\nreslens: ${sig}: finishing the current batch and keeping the results so far (again to quit at once)\n`);
+    note(`\nreslens: ${sig}: finishing the current batch and keeping the results so far (again to quit at once)`);
     ac.abort();
   };
   process.on('SIGINT', onSignal);

@@ -7,7 +7,7 @@ import type { Dataset } from '../loader/data/dataset.js';
 import { EngineBackend } from '../ui/explore/backend.js';
 import { ExploreController } from '../ui/explore/controller.js';
 import { modelStem } from '../ui/explore/files.js';
-import { addDataOptions, addPreprocessOptions, addRuntimeOptions, batchFor, DEFAULT_MODEL, openDataFor, positiveInt, preprocessOptions, seedArg, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { addDataOptions, addPreprocessOptions, addRuntimeOptions, batchFor, modelArgument, openDataFor, positiveInt, preprocessOptions, seedArg, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { whyNotSplittable } from '../studies/network.js';
 
 export const NOT_A_TERMINAL = 'explore needs an interactive terminal; for scripts use reslens lesion --json';
@@ -26,7 +26,7 @@ export function registerExplore(program: Command): void {
   const cmd = program
     .command('explore')
     .description('interactive: delete blocks and watch the error, the path lengths and the ensemble curve')
-    .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
+    .addArgument(modelArgument())
     .addOption(new Option('--compare <plain.onnx>', "a plain (or other) network whose error-vs-deleted curve is drawn beside the model's"))
     .addOption(new Option('--samples <n>', 'random sets of k blocks per k in the ensemble curve (its spread: min-max and sd)').argParser(positiveInt('--samples', 100000)).default(ENSEMBLE_SAMPLES))
     .addOption(new Option('--seed <n>', 'seed for the random sets of the ensemble curve').argParser(seedArg('--seed')).default(0))
@@ -39,8 +39,8 @@ Keys: arrows or j/k select a block, Space deletes it (or puts it back), Tab or 1
 x writes the current network as ONNX, s saves the state as JSON, g measures gradients, ? help, q quits.
 
 Examples:
-  reslens explore                                  # resnet20 on the shipped 1k Fashion-MNIST subset
-  reslens explore fixtures/models/resnet56.onnx --limit 500
+  reslens explore                                  # resnet56 on the shipped 1k Fashion-MNIST subset
+  reslens explore fixtures/models/resnet20.onnx --limit 500
   reslens explore model.onnx --data test_batch.bin --compare plain.onnx
   reslens explore --samples 30                     # a smoother ensemble curve, measured longer`);
   addPreprocessOptions(addRuntimeOptions(addDataOptions(cmd)));

@@ -10,6 +10,7 @@ import { requireSplittable, unitBlocks, type LesionUnit } from '../studies/netwo
 import { addPreprocessOptions, addRuntimeOptions, preprocessOptions, withRuntime, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { checkOutput, writeFileAtomic } from '../files.js';
 import type { Network } from '../engine/network.js';
+import { note } from '../ui/progress.js';
 
 export interface ExportFlags {
   delete?: string;
@@ -69,7 +70,7 @@ Examples:
       const p = exportedProgram(net, exportOptions(net, o));
       const out = exportedModel(net, p, { delete: o.delete ?? '', scale: o.scale ?? '', reorder: o.reorder ?? '' });
       writeFileAtomic(o.output, encodeModel(out), !!o.force, '-o');
-      process.stderr.write(`wrote ${o.output}\n`);
+      note(`wrote ${o.output}`);
     });
   });
 }

@@ -9,6 +9,7 @@ import { registerReport } from './report.js';
 import { registerMerge } from './merge.js';
 import { registerExplore } from './explore.js';
 import { registerAnnotate } from './annotate.js';
+import { addStderrOptions, applyStderrFlags } from './common.js';
 
 export function registerCommands(program: Command): void {
   registerInspect(program);
@@ -20,4 +21,6 @@ export function registerCommands(program: Command): void {
   registerMerge(program);
   registerExplore(program);
   registerAnnotate(program);
+  for (const cmd of program.commands) addStderrOptions(cmd);
+  program.hook('preAction', (_program, action) => applyStderrFlags(action.opts()));
 }

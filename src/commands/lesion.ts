@@ -7,11 +7,11 @@ import { parseBlockList } from '../blocklist.js';
 import { Engine } from '../engine/engine.js';
 import { parseMode, runLesion, type LesionResult } from '../studies/lesion.js';
 import { openNetwork } from '../engine/network.js';
-import { sublayerName, unitBlocks, type LesionUnit } from '../studies/network.js';
+import { planNetwork, sublayerName, unitBlocks, type LesionUnit } from '../studies/network.js';
 import { docHead } from '../studies/document.js';
 import { Interrupted } from '../errors.js';
-import { progressBar } from '../ui/progress.js';
-import { addDataOptions, batchFor, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, DEFAULT_MODEL, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { note, progressBar } from '../ui/progress.js';
+import { addDataOptions, batchFor, addJsonOptions, addPreprocessOptions, addRuntimeOptions, interruptSignal, openDataFor, parseKList, positiveInt, preprocessOptions, seedArg, withFlagNames, withRuntime, modelArgument, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { checkJsonOutput, emitJson, useColor } from './output.js';
 import { shown } from '../text.js';
 
@@ -53,9 +53,8 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
     out.push(`\nerror with k random ${r.unit}s ${what} (of ${r.k[0]!.eligible} eligible)`);
     out.push(t.toString());
     if (r.k.length >= 2) {
-      const series = [r.baseline.error, ...r.k.map((x) => x.mean)].map((e) => e * 100);
       out.push(`error % against k = 0, ${r.k.map((x) => x.k).join(', ')}`);
-      out.push(asciichart.plot(series, { height: 8, format: (v: number) => v.toFixed(1).padStart(6) }));
+      out.push(kChart([{ k: 0, error: r.baseline.error }, ...r.k.map((x) => ({ k: x.k, error: x.mean }))]));
     }
   }
   if (r.explicit) out.push(`\n${r.unit}s ${r.explicit.blocks.join(',')} ${what}: error ${pct(r.explicit.error)} (${signed(r.explicit.error - r.baseline.error)} pts)${r.explicit.top5Error !== undefined ? `, top-5 error ${pct(r.explicit.top5Error)}` : ''}`);
@@ -71,6 +70,37 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
   return out.join('\n') + '\n';
 }
 
+/**
+ * Error % against k with the x axis spaced by k's value (k = 0, 1, 2, 4, 8, 12 are not evenly
+ * apart), straight lines between the measured k, and a row of k labels under their columns.
+ */
+export function kChart(points: { k: number; error: number }[], width = 60): string {
+  const maxK = points[points.length - 1]!.k;
+  const step = maxK > 0 ? Math.max(1, Math.min(4, Math.floor((width - 1) / maxK))) : 1;
+  const col = (k: number) => (maxK * step <= width - 1 ? k * step : Math.round((k * (width - 1)) / maxK));
+  const series: number[] = [];
+  for (let i = 0; i + 1 < points.length; i++) {
+    const [a, b] = [points[i]!, points[i + 1]!];
+    const [ca, cb] = [col(a.k), col(b.k)];
+    for (let c = ca; c < cb; c++) series[c] = (a.error + ((b.error - a.error) * (c - ca)) / (cb - ca)) * 100;
+  }
+  series[col(maxK)] = points[points.length - 1]!.error * 100;
+  const plot: string = asciichart.plot(series, { height: 8, format: (v: number) => v.toFixed(1).padStart(6) });
+  const last = plot.split('\n').pop()!;
+  const origin = Math.max(last.indexOf('┼'), last.indexOf('┤')) + 1;
+  const labels = Array<string>(origin + col(maxK) + 4).fill(' ');
+  let free = 0;
+  for (const p of points) {
+    const at = origin + col(p.k);
+    const text = String(p.k);
+    if (at < free) continue; // no room beside the previous label
+    for (let j = 0; j < text.length; j++) labels[at + j] = text[j]!;
+    free = at + text.length + 1;
+  }
+  labels.splice(origin - 3, 2, 'k', ' ');
+  return `${plot}\n${labels.join('').trimEnd()}`;
+}
+
 /** The lesion study's options named by the lesion command's flags where the names differ. */
 const LESION_FLAGS = { blocks: '--delete', swaps: '--reorder' };
 
@@ -82,7 +112,8 @@ interface LesionFlags extends DataFlags, RuntimeFlags, JsonFlags, PreprocessFlag
   delete?: string;
   reorder?: boolean;
   swaps: number;
-  single: boolean;
+  /** Unset: on, unless --delete asks for one answer. */
+  single?: boolean;
   includeDownsampling?: boolean;
   unit: LesionUnit;
   cache: boolean;
@@ -93,7 +124,7 @@ export function registerLesion(program: Command): void {
   const cmd = program
     .command('lesion')
     .description('the delete-layers evaluation: test error with blocks deleted, k at a time, or reordered')
-    .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
+    .addArgument(modelArgument())
     .addOption(new Option('--mode <mode>', 'delete | scale:ALPHA | mean').default('delete'))
     .addOption(new Option('--k <list>', 'numbers of blocks deleted at once, e.g. 1,2,5,10'))
     .addOption(new Option('--samples <n>', 'random subsets (or orders) per k (or per swap count)').argParser(positiveInt('--samples', 100000)).default(10))
@@ -101,14 +132,15 @@ export function registerLesion(program: Command): void {
     .addOption(new Option('--delete <blocks>', 'an explicit set of blocks to change together, e.g. 3,7,10-12'))
     .addOption(new Option('--reorder', 'measure error against the amount of reordering'))
     .addOption(new Option('--swaps <n>', 'with --reorder: 1..N random swaps').argParser(positiveInt('--swaps', 10000)).default(5))
+    .addOption(new Option('--single', 'the single-block sweep (default: on, off with --delete)'))
     .addOption(new Option('--no-single', 'skip the single-block sweep'))
     .addOption(new Option('--include-downsampling', 'let random k-subsets include downsampling blocks'))
     .addOption(new Option('--unit <unit>', 'transformers: block deletes one sublayer (attention or MLP), layer both sublayers of a layer').choices(['block', 'layer']).default('block'))
     .addOption(new Option('--no-cache', 'recompute every configuration from the input (slower; for checking)'))
     .addHelpText('after', `
 Examples:
-  reslens lesion                                   # resnet20 on the shipped 1k Fashion-MNIST subset
-  reslens lesion fixtures/models/resnet56.onnx --k 1,2,5,10 --samples 10
+  reslens lesion                                   # resnet56 on the shipped 1k Fashion-MNIST subset
+  reslens lesion fixtures/models/resnet20.onnx --k 1,2,5 --samples 10
   reslens lesion model.onnx --data test_batch.bin --delete 3,7,10-12
   reslens lesion model.onnx --mode scale:0.5 --json out.json
   reslens lesion model.onnx --reorder --swaps 8
@@ -120,7 +152,8 @@ Examples:
     await withRuntime({ ...o, announce: true }, async (rt) => {
       const net = await openNetwork(rt, modelPath, preprocessOptions(o));
       const n = unitBlocks(net, o.unit).length;
-      const k = o.k ? parseBlockList(o.k, '--k', n, 1) : [];
+      // Layers of a transformer have no downsampling to leave out: every layer is eligible.
+      const k = o.k ? (o.unit === 'layer' ? parseBlockList(o.k, '--k', n, 1) : parseKList(o.k, planNetwork(net), !!o.includeDownsampling)) : [];
       const blocks = o.delete ? parseBlockList(o.delete, '--delete', n - 1) : undefined;
       const data = await openDataFor(net, o);
       try {
@@ -129,7 +162,7 @@ Examples:
         const stop = interruptSignal();
         const t0 = performance.now();
         const result = await runLesion(engine, data, {
-          mode, single: o.single, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
+          mode, single: o.single ?? !o.delete, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
           includeDownsampling: !!o.includeDownsampling, unit: o.unit, batch: await batchFor(rt, net, o), cache: o.cache,
         }, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());
         bar.done();
@@ -137,7 +170,7 @@ Examples:
         const doc = { command: 'lesion', ...(await docHead(rt, net, modelPath, data, seconds)), ...result };
         if (!emitJson(doc, o.json, !!o.force)) {
           process.stdout.write(renderLesion(result, { model: modelPath, data: data.description }, useColor()));
-          process.stderr.write(`${result.evaluations} configurations × ${data.size} samples in ${seconds.toFixed(1)}s\n`);
+          note(`${result.evaluations} configurations × ${data.size} samples in ${seconds.toFixed(1)}s`);
         }
         if (result.interrupted) throw new Interrupted(`interrupted: the results above cover the first ${result.interrupted.samplesDone} of ${data.size} samples`);
       } finally {

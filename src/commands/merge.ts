@@ -5,6 +5,7 @@ import { renderHtml } from '../report/html.js';
 import { assemble, checkReport, checkShards, readState } from '../report/state.js';
 import { checkOutput, toJson, writeFileAtomic } from '../files.js';
 import { renderReportSummary } from './report.js';
+import { note } from '../ui/progress.js';
 
 export function registerMerge(program: Command): void {
   program
@@ -23,14 +24,14 @@ Examples:
       if (o.html) checkOutput(o.html, { force: o.force, flag: '--html' });
       const states = checkShards(files.map((file) => ({ file, state: readState(file, 'shard file') })));
       const devices = [...new Set(states.map((s) => s.device))];
-      if (devices.length > 1) process.stderr.write(`reslens: note: the shards ran on different devices (${devices.join(', ')}); the report names ${devices[0]}\n`);
+      if (devices.length > 1) note(`reslens: note: the shards ran on different devices (${devices.join(', ')}); the report names ${devices[0]}`);
       const report = checkReport(assemble(states));
       const html = o.html ? await renderHtml(report) : null;
       writeFileAtomic(o.output, toJson(report), !!o.force, '-o');
-      process.stderr.write(`merged ${states.length} shards into ${o.output}\n`);
+      note(`merged ${states.length} shards into ${o.output}`);
       if (html !== null && o.html) {
         writeFileAtomic(o.html, html, !!o.force, '--html');
-        process.stderr.write(`wrote ${o.html}\n`);
+        note(`wrote ${o.html}`);
       }
       process.stdout.write(renderReportSummary(report));
     });

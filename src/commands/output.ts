@@ -1,5 +1,6 @@
 /** Where results go: stdout tables, JSON to stdout or to a file written atomically. */
 import { checkOutput, toJson, writeFileAtomic } from '../files.js';
+import { note } from '../ui/progress.js';
 import { shown } from '../text.js';
 
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
@@ -20,7 +21,7 @@ export function emitJson(value: unknown, target: string | boolean | undefined, f
     return true;
   }
   writeFileAtomic(target, text, force);
-  process.stderr.write(`wrote ${target}\n`);
+  note(`wrote ${target}`);
   return false;
 }
 

@@ -8,7 +8,7 @@ import { pathLengthDistribution } from '../paths/distribution.js';
 import { unitsOf } from '../studies/network.js';
 import { blockPaths, networkPaths, pathsReport, type PathsOptions, type PathsReport } from '../studies/paths.js';
 import { renderPathHistogram } from '../paths/render.js';
-import { addJsonOptions, addRuntimeOptions, positiveInt, withFlagNames, withRuntime, type JsonFlags, type RuntimeFlags } from './common.js';
+import { addJsonOptions, addRuntimeOptions, modelArgument, positiveInt, withFlagNames, withRuntime, type JsonFlags, type RuntimeFlags } from './common.js';
 import { checkJsonOutput, emitJson, useColor } from './output.js';
 import { shown } from '../text.js';
 
@@ -54,7 +54,7 @@ export function registerPaths(program: Command): void {
   const cmd = program
     .command('paths')
     .description('path-length distribution of the unraveled network (exact counts), with stochastic depth when known')
-    .argument('[model]', 'an ONNX file (or use --blocks)')
+    .addArgument(modelArgument('an ONNX file (or use --blocks)'))
     .addOption(new Option('--blocks <n>', 'number of residual blocks, without a model').argParser(positiveInt('--blocks', 100000)))
     .addOption(new Option('--delete <blocks>', 'with a model: blocks deleted (they leave the paths)'))
     .addOption(new Option('--pL <p>', 'stochastic depth: survival probability of the last block (linear decay)').argParser((v) => {
@@ -69,7 +69,9 @@ Examples:
   reslens paths fixtures/models/sd56.onnx         # with the survival probabilities in its metadata
   reslens paths --blocks 500 --pL 0.5 --json`);
   addJsonOptions(addRuntimeOptions(cmd));
-  cmd.action((modelPath: string | undefined, o: PathsFlags) => withFlagNames({ ranges: '--range' }, async () => {
+  cmd.action((given: string, o: PathsFlags, self: Command) => withFlagNames({ ranges: '--range' }, async () => {
+    // --blocks stands in for the model; the default model only when neither is given.
+    const modelPath = self.args.length || !o.blocks ? given : undefined;
     if (modelPath && o.blocks) throw new UserError('paths: give a model or --blocks, not both');
     checkJsonOutput(o.json, !!o.force);
     const ranges = o.range ? parseRanges(o.range) : [];
@@ -78,11 +80,9 @@ Examples:
       const net = await withRuntime(o, (rt) => openNetwork(rt, modelPath));
       const deleted = o.delete ? parseBlockList(o.delete, '--delete', unitsOf(net) - 1) : [];
       options = networkPaths(net, modelPath, { deleted, pL: o.pL, ranges });
-    } else if (o.blocks) {
-      if (o.delete) throw new UserError('--delete needs a model');
-      options = blockPaths(o.blocks, { pL: o.pL, ranges });
     } else {
-      throw new UserError('paths: give a model (reslens paths model.onnx) or a block count (--blocks 54)');
+      if (o.delete) throw new UserError('--delete needs a model');
+      options = blockPaths(o.blocks!, { pL: o.pL, ranges });
     }
     const report = pathsReport(options);
     if (!emitJson({ command: 'paths', ...report }, o.json, !!o.force)) {

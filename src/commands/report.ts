@@ -19,8 +19,8 @@ import { Report, ReportState, SCHEMA_VERSION, type NetworkDesc, type ReportConfi
 import { assemble, checkReport, configDifferences, readState, removeStaleTemps, saveState } from '../report/state.js';
 import { checkMode, eligibleUnits, formatMode, parseMode, type LesionMode } from '../studies/lesion.js';
 import { planNetwork } from '../studies/network.js';
-import { progressBar } from '../ui/progress.js';
-import { addDataOptions, batchFor, addPreprocessOptions, addRuntimeOptions, DEFAULT_MODEL, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { note, progressBar } from '../ui/progress.js';
+import { addDataOptions, batchFor, addPreprocessOptions, addRuntimeOptions, modelArgument, interruptSignal, openDataFor, parseKList, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { shown } from '../text.js';
 
 const pct = (e: number) => `${(e * 100).toFixed(2)}%`;
@@ -74,7 +74,7 @@ export function registerReport(program: Command): void {
   const cmd = program
     .command('report')
     .description('inspect, lesion sweeps, reordering, paths and gradients of one model in one JSON document (resumable, shardable)')
-    .argument('[model]', 'an ONNX file', DEFAULT_MODEL)
+    .addArgument(modelArgument())
     .addOption(new Option('-o, --output <file>', 'the report (JSON); progress goes to FILE.partial until it is done').default('report.json'))
     .addOption(new Option('--force', 'replace an existing output, and start over instead of resuming'))
     .addOption(new Option('--resume', 'continue from FILE.partial (same model, data and options) without recomputing what it holds'))
@@ -208,12 +208,12 @@ async function reportLocked(modelPath: string, o: ReportFlags, mode: LesionMode,
       if (existsSync(out) && !o.force) {
         if (finished(out, sharded ? shard : null, config, modelRef.sha256, dataRef.sha256)) {
           rmSync(partial, { force: true });
-          process.stderr.write(`${out}: already finished with these options; nothing to do\n`);
+          note(`${out}: already finished with these options; nothing to do`);
           return;
         }
         throw exists(out, '-o');
       }
-      if (o.resume && !prior) process.stderr.write(`reslens: ${partial} not found: nothing to resume, starting from the beginning\n`);
+      if (o.resume && !prior) note(`reslens: ${partial} not found: nothing to resume, starting from the beginning`);
       const fresh: ReportState = {
         schemaVersion: SCHEMA_VERSION, kind: 'partial', reslens: reslensVersion(), onnxruntime: await onnxruntimeVersion(), device,
         config, shard, model: modelRef, data: dataRef, network: desc, comparison, notes, startedAt: new Date().toISOString(),
@@ -254,7 +254,7 @@ function reportParts(o: ReportFlags, desc: NetworkDesc, mode: LesionMode): { par
 function reportConfig(o: ReportFlags, parts: ReportConfig['parts'], mode: LesionMode, desc: NetworkDesc, cdesc: NetworkDesc | null, batch: number): ReportConfig {
   const eligible = (d: NetworkDesc) => eligibleUnits(d, !!o.includeDownsampling).length;
   let k: number[];
-  if (o.k) k = parseBlockList(o.k, '--k', desc.n, 1);
+  if (o.k) k = parts.lesion ? parseKList(o.k, desc, !!o.includeDownsampling) : parseBlockList(o.k, '--k', desc.n, 1);
   else {
     const top = parts.lesion || cdesc ? Math.min(10, ...(parts.lesion ? [eligible(desc)] : []), ...(cdesc ? [eligible(cdesc)] : [])) : 0;
     k = [...Array(Math.max(0, top)).keys()].map((i) => i + 1);
@@ -291,7 +291,7 @@ function resumable(prior: ReportState, fresh: ReportState, partial: string): Rep
   ];
   if (why.length) throw new UserError(`${partial}: cannot resume: ${why.join('; ')}; repeat the first run's options, or pass --force to start over`);
   const left = Object.entries(prior.parts).filter(([, p]) => p?.done).map(([n]) => n);
-  process.stderr.write(`resuming ${partial}${left.length ? ` (done: ${left.join(', ')})` : ''}\n`);
+  note(`resuming ${partial}${left.length ? ` (done: ${left.join(', ')})` : ''}`);
   return prior;
 }
 
@@ -300,7 +300,7 @@ async function runParts(rt: Runtime, r: { net: Network; data: Dataset; compare: 
   try {
     await runReport({
       rt, net: r.net, data: r.data, compare: r.compare, state: r.state, file: r.partial, signal: stop.signal, mode: r.mode,
-      log: (l) => process.stderr.write(`${l}\n`), progress: (label, total) => progressBar(label, total),
+      log: (l) => note(`${l}`), progress: (label, total) => progressBar(label, total),
     });
   } catch (e) {
     if (e instanceof Interrupted) throw new Interrupted(`interrupted: progress is in ${r.partial}; run the same command with --resume to continue`);
@@ -317,16 +317,16 @@ async function writeOutputs(state: ReportState, o: ReportFlags, partial: string)
     state.kind = 'shard';
     writeFileAtomic(out, toJson(state), !!o.force, '-o');
     rmSync(partial, { force: true });
-    process.stderr.write(`wrote shard ${state.shard.index}/${state.shard.count} to ${out}; combine the shards with reslens merge\n`);
+    note(`wrote shard ${state.shard.index}/${state.shard.count} to ${out}; combine the shards with reslens merge`);
     return;
   }
   const report = checkReport(assemble([state]));
   const html = o.html ? await renderHtml(report) : null;
   writeFileAtomic(out, toJson(report), !!o.force, '-o');
-  process.stderr.write(`wrote ${out}\n`);
+  note(`wrote ${out}`);
   if (html !== null) {
     writeFileAtomic(o.html!, html, !!o.force, '--html');
-    process.stderr.write(`wrote ${o.html}\n`);
+    note(`wrote ${o.html}`);
   }
   rmSync(partial, { force: true });
   process.stdout.write(renderReportSummary(report));
