@@ -57,7 +57,7 @@ export function renderLesion(r: LesionResult, meta: { model: string; data: strin
       out.push(kChart([{ k: 0, error: r.baseline.error }, ...r.k.map((x) => ({ k: x.k, error: x.mean }))]));
     }
   }
-  if (r.explicit) out.push(`\n${r.unit}s ${r.explicit.blocks.join(',')} ${what}: error ${pct(r.explicit.error)} (${signed(r.explicit.error - r.baseline.error)} pts)${r.explicit.top5Error !== undefined ? `, top-5 error ${pct(r.explicit.top5Error)}` : ''}`);
+  if (r.explicit) out.push(`\n${r.unit}${r.explicit.blocks.length === 1 ? '' : 's'} ${r.explicit.blocks.join(',')} ${what}: error ${pct(r.explicit.error)} (${signed(r.explicit.error - r.baseline.error)} pts)${r.explicit.top5Error !== undefined ? `, top-5 error ${pct(r.explicit.top5Error)}` : ''}`);
   if (r.reorder.length) {
     const t = new Table({ head: ['swaps', 'mean Kendall τ', 'mean error', 'min', 'max'], style, ...compact, colAligns: ['right', 'right', 'right', 'right', 'right'] });
     for (const x of r.reorder) {
