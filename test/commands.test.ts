@@ -135,7 +135,7 @@ test('hints: colour images for a 1-channel model say so, not "pass --size", with
     const r = run(['lesion', R20, '--data', path.join(dir, 'x.npy'), '--no-single', ...extra]);
     assert.equal(r.code, 2, r.err);
     assert.deepEqual(r.lines.filter((l) => !/^device: /.test(l)).length, 1, r.err);
-    assert.match(r.lines[r.lines.length - 1]!, /x\.npy: images have 3 channels \(colour\) but the model takes 1 \(grayscale\)/);
+    assert.match(r.lines[r.lines.length - 1]!, /x\.npy: images are 3x28x28 but the model takes 1x28x28 \(3 channels, colour against 1 channel, grayscale\); use the data set the model was trained on/);
     assert.doesNotMatch(r.err, /--size/);
   }
   // A size mismatch names the size that would fit.
@@ -144,7 +144,7 @@ test('hints: colour images for a 1-channel model say so, not "pass --size", with
   writeNpy(path.join(dir, 'small', 'y.npy'), '|u1', [N], new Uint8Array(N));
   const s = run(['lesion', R20, '--data', path.join(dir, 'small', 'x.npy'), '--no-single']);
   assert.equal(s.code, 2);
-  assert.match(s.err, /images are 20x20 but the model takes 28x28; .*--size 20,20 if the model takes any input size/);
+  assert.match(s.err, /images are 1x20x20 but the model takes 1x28x28; use 28x28 images, .*--size 20,20 if the model takes any input size/);
 });
 
 test('--k names the eligible count, and that bound works', () => {

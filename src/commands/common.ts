@@ -50,7 +50,7 @@ export function shareArg(flag: string) {
 export function addStderrOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (results still go to stdout or the output file)').conflicts('verbose'))
-    .addOption(new Option('-v, --verbose', 'more on stderr, e.g. why auto passed over a device'))
+    .addOption(new Option('-v, --verbose', "more on stderr: why auto passed over a device, where each onnxruntime session's nodes run, the tensors copied to and from the device"))
     .addOption(new Option('--progress <mode>', 'progress on stderr: bar (on a terminal), json (one object per line: phase, done, total, elapsed), none').choices(PROGRESS_MODES).default('bar'));
 }
 
@@ -81,8 +81,7 @@ export function parseKList(spec: string, net: PlanNetwork, includeDownsampling: 
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)').argParser(positiveInt('--threads', 1024)))
-    .addOption(new Option('--device <device>', 'where to run: auto picks cuda, then a hardware webgpu adapter, then cpu').choices(DEVICES).default('auto'))
-    .addOption(new Option('--verbose', 'say on stderr where each onnxruntime session\'s nodes run, and the tensors copied to and from the device'));
+    .addOption(new Option('--device <device>', 'where to run: auto picks cuda, then a hardware webgpu adapter, then cpu').choices(DEVICES).default('auto'));
 }
 
 export function addJsonOptions(cmd: Command): Command {
@@ -138,7 +137,7 @@ export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Pr
     }
     return choice.device;
   };
-  const say = (line: string) => process.stderr.write(`${line}\n`);
+  const say = (line: string) => note(line);
   const rt = new Runtime({ threads: opts.threads, choose, ...(opts.verbose ? { onPlacement: say } : {}) });
   try {
     return await fn(rt);

@@ -209,13 +209,14 @@ export function checkShape(file: string, shape: [number, number, number], pre: P
   const [C, H, W] = shape;
   const wantC = pre.channels ?? C;
   const [wantH, wantW] = pre.size ?? [H, W];
-  const kind = (c: number) => (c === 1 ? ' (grayscale)' : c === 3 ? ' (colour)' : '');
+  const have = `${file}: images are ${shapeStr(shape)} but the model takes ${wantC}x${wantH}x${wantW}`;
+  const kind = (c: number) => `${c} channel${c === 1 ? '' : 's'}${c === 1 ? ', grayscale' : c === 3 ? ', colour' : ''}`;
   if (C !== wantC) {
     // --size changes height and width only, so it is no answer to a channel mismatch.
-    throw new UserError(`${file}: images have ${C} channel${C === 1 ? '' : 's'}${kind(C)} but the model takes ${wantC}${kind(wantC)}, ${wantC}x${wantH}x${wantW}; use the data set the model was trained on, or a folder of images (converted to ${wantC} channel${wantC === 1 ? '' : 's'})`);
+    throw new UserError(`${have} (${kind(C)} against ${kind(wantC)}); use the data set the model was trained on, or a folder of images (converted to ${wantC === 1 ? 'grayscale' : 'RGB'})`);
   }
   if (H !== wantH || W !== wantW) {
-    throw new UserError(`${file}: images are ${H}x${W} but the model takes ${wantH}x${wantW}; use data of that size, a folder of images, or --size ${H},${W} if the model takes any input size`);
+    throw new UserError(`${have}; use ${wantH}x${wantW} images, a folder of images (resized), or --size ${H},${W} if the model takes any input size`);
   }
 }
 
