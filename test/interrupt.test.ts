@@ -24,14 +24,13 @@ test('SIGINT and SIGTERM: partial results written, exit 130', async () => {
   writeNpy(path.join(dir, 'y.npy'), '|u1', [N], Uint8Array.from({ length: N }, () => r.int(10)));
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     const out = path.join(dir, `${sig}.json`);
-    const child = spawn(process.execPath, ['dist/cli.js', 'lesion', model, '--data', path.join(dir, 'x.npy'), '--batch', '2', '--threads', '1', '--device', 'cpu', '--json', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['dist/cli.js', 'lesion', model, '--data', path.join(dir, 'x.npy'), '--batch', '2', '--threads', '1', '--device', 'cpu', '--progress', 'json', '--json', out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
-    // Wait until it is evaluating: the device line comes with the first session, after the
-    // signal handlers are in place. A loaded machine can take seconds to get there.
+    // Wait until a batch is done (a progress line with done > 0), so there are results to keep
+    // however loaded the machine is; a fixed delay failed when the first batch came late.
     const t0 = Date.now();
-    while (!/device:/.test(err) && Date.now() - t0 < 60000) await new Promise((res) => setTimeout(res, 50));
-    await new Promise((res) => setTimeout(res, 1000));
+    while (!/"done":[1-9]/.test(err) && Date.now() - t0 < 120000) await new Promise((res) => setTimeout(res, 50));
     child.kill(sig);
     const code = await new Promise<number | null>((res) => child.on('exit', res));
     assert.equal(code, 130, err);
