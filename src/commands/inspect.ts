@@ -36,7 +36,7 @@ function renderTransformer(r: InspectReport, style: object): string[] {
   const layers = new Set(r.blocks.map((b) => b.sublayer!.layer)).size;
   const attention = r.blocks.filter((b) => b.sublayer!.kind === 'attention').length;
   return [
-    `${r.model.path}: transformer, ${layers} layers, ${r.totals.blocks} residual sublayers (${attention} attention, ${r.totals.blocks - attention} mlp)`,
+    `${shown(r.model.path)}: transformer, ${layers} layers, ${r.totals.blocks} residual sublayers (${attention} attention, ${r.totals.blocks - attention} mlp)`,
     ...provenanceLines(r.model.metadata),
     t.toString(),
     `stem: ${shortOps(r.stem)}   head: ${shortOps(r.head)}`,
