@@ -185,6 +185,13 @@ test("lesion's chart spaces k by its value", () => {
   // The line rises steadily: its top row is reached only at the last column.
   const top = chart.split('\n')[0]!;
   assert.ok(top.trimEnd().length >= c12!, chart);
+  // A mean one row above the baseline is drawn above it (resnet56, npm start: k = 2 at 13.64%
+  // against a 5.40% baseline was drawn on the baseline's row).
+  const bump = kChart([{ k: 0, error: 0.054 }, { k: 1, error: 0.066 }, { k: 2, error: 0.1364 }, { k: 4, error: 0.0768 }, { k: 8, error: 0.4672 }, { k: 12, error: 0.8014 }]);
+  const rows = bump.split('\n');
+  const base = rows[rows.length - 2]!;
+  const k2 = at(2) - c0! + base.indexOf('┼') + 1;
+  assert.equal(base[k2], ' ', `k = 2 is above the baseline row:\n${bump}`);
 });
 
 test("export drops the source's measured accuracy and keeps reslens.survival in step with the blocks", () => {

@@ -85,7 +85,10 @@ export function kChart(points: { k: number; error: number }[], width = 60): stri
     for (let c = ca; c < cb; c++) series[c] = (a.error + ((b.error - a.error) * (c - ca)) / (cb - ca)) * 100;
   }
   series[col(maxK)] = points[points.length - 1]!.error * 100;
-  const plot: string = asciichart.plot(series, { height: 8, format: (v: number) => v.toFixed(1).padStart(6) });
+  // asciichart rounds each value to a row on its own, not relative to the lowest one, so a point a
+  // row above the baseline could be drawn on it; plotting the rise above the minimum avoids that.
+  const low = Math.min(...series);
+  const plot: string = asciichart.plot(series.map((v) => v - low), { height: 8, format: (v: number) => (v + low).toFixed(1).padStart(6) });
   const last = plot.split('\n').pop()!;
   const origin = Math.max(last.indexOf('┼'), last.indexOf('┤')) + 1;
   const labels = Array<string>(origin + col(maxK) + 4).fill(' ');
