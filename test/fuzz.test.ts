@@ -13,7 +13,7 @@ import { parseBlockList } from '../src/blocklist.js';
 import { UserError } from '../src/errors.js';
 import { openDataset } from '../src/loader/data/index.js';
 import { modelFromBytes, modelIO } from '../src/loader/model.js';
-import { encodeModel } from '../src/loader/proto.js';
+import { decodeModel, encodeModel } from '../src/loader/proto.js';
 import { structureOf } from '../src/engine/network.js';
 import { inferShapes } from '../src/surgery/shapes.js';
 import { parseMode } from '../src/studies/lesion.js';
@@ -187,35 +187,84 @@ test(`external data through links, devices, FIFOs and odd offsets: inlined from 
   );
 });
 
-test(`hostile metadata, input names and op types: the CLI exits 0 or 2 and never prints a raw control character (${Math.ceil(RUNS / 250)} cases)`, async () => {
+/** Strings a hostile model can carry: escapes, bidi overrides, NULs, CR/LF, random bytes. */
+const evil = fc.oneof(
+  fc.constantFrom('\u001b[2J', '\u001b]0;owned\u0007', '\u009b31m', '\u202eabc', '1,2\r\n3', '\u0000', '0.5', '8,8', '1e400', '-0', 'NaN'),
+  fc.string({ unit: 'binary', maxLength: 16 }),
+);
+const evilKey = fc.constantFrom('reslens.mean', 'reslens.std', 'reslens.input_size', 'reslens.classes', 'reslens.survival', 'reslens.test_accuracy', 'reslens.layout', 'reslens.model', 'other');
+const evilEdits = fc.array(fc.tuple(fc.constantFrom('metadata', 'input', 'op', 'node', 'output'), evilKey, evil), { minLength: 1, maxLength: 3 });
+// eslint-disable-next-line no-control-regex
+const RAW = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+/** The tiny model with hostile strings written into its metadata, an input or output name, an op type or a node name. */
+function hostileModel(edits: [string, string, string][]): Uint8Array {
+  const m = decodeModel(model);
+  m.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
+  for (const [w, k, v] of edits) {
+    if (w === 'metadata') m.metadataProps.push({ key: k, value: v });
+    else if (w === 'input') m.graph!.input!.push({ ...m.graph!.input![0]!, name: v });
+    else if (w === 'output') m.graph!.output![0]!.name = v;
+    else if (w === 'op') m.graph!.node![1]!.opType = v;
+    else m.graph!.node![2]!.name = v;
+  }
+  return encodeModel(m);
+}
+
+/** What every run must show: exit 0 or 2, no raw control character, a refusal in one line. */
+function assertClean(r: { code: number | null; out: string; err: string }, what: string): void {
+  assert.ok(r.code === 0 || r.code === 2, `exit ${r.code} for ${what}: ${r.err}`);
+  assert.ok(!RAW.test(r.out) && !RAW.test(r.err), `raw control character printed for ${what}: ${JSON.stringify(r.err)}`);
+  if (r.code === 2) assert.equal(r.err.trim().split('\n').length, 1, `${what}: ${r.err}`);
+}
+
+test(`hostile metadata, input names and op types: the CLI exits 0 or 2 and never prints a raw control character (${Math.ceil(RUNS / 250)} spawned cases)`, async () => {
   const { spawnSync } = await import('node:child_process');
-  const { decodeModel } = await import('../src/loader/proto.js');
-  const evil = fc.oneof(
-    fc.constantFrom('\u001b[2J', '\u001b]0;owned\u0007', '\u009b31m', '\u202eabc', '1,2\r\n3', '\u0000', '0.5'),
-    fc.string({ unit: 'binary', maxLength: 16 }),
-  );
-  const key = fc.constantFrom('reslens.mean', 'reslens.std', 'reslens.input_size', 'reslens.classes', 'reslens.survival', 'reslens.test_accuracy', 'other');
-  const where = fc.constantFrom('metadata', 'input', 'op', 'node');
   await fc.assert(
-    fc.asyncProperty(fc.array(fc.tuple(where, key, evil), { minLength: 1, maxLength: 3 }), async (edits) => {
-      const m = decodeModel(model);
-      m.metadataProps = [{ key: 'reslens.input_size', value: '8,8' }];
-      for (const [w, k, v] of edits) {
-        if (w === 'metadata') m.metadataProps.push({ key: k, value: v });
-        else if (w === 'input') m.graph!.input!.push({ ...m.graph!.input![0]!, name: v });
-        else if (w === 'op') m.graph!.node![1]!.opType = v;
-        else m.graph!.node![2]!.name = v;
-      }
+    fc.asyncProperty(evilEdits, async (edits) => {
       const file = path.join(dir, 'evil.onnx');
-      writeFileSync(file, encodeModel(m));
+      writeFileSync(file, hostileModel(edits));
       const r = spawnSync(process.execPath, ['dist/cli.js', 'inspect', file, '--device', 'cpu'], { encoding: 'utf8', timeout: 60000 });
       assert.notEqual(r.signal, 'SIGTERM', 'hang');
-      assert.ok(r.status === 0 || r.status === 2, `exit ${r.status}: ${r.stderr}`);
-      // eslint-disable-next-line no-control-regex
-      const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
-      assert.ok(!raw.test(r.stdout) && !raw.test(r.stderr), `raw control character printed: ${JSON.stringify(r.stderr)}`);
-      if (r.status === 2) assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assertClean({ code: r.status, out: r.stdout, err: r.stderr }, JSON.stringify(edits));
     }),
     { numRuns: Math.ceil(RUNS / 250), seed: 23 },
   );
+});
+
+test(`hostile metadata through inspect, paths, lesion and export in one process (${Math.ceil(RUNS / 5)} cases)`, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const n = Math.ceil(RUNS / 5);
+  const cmds = fc.constantFrom('inspect', 'inspect-json', 'paths', 'lesion', 'export');
+  const cases = fc.sample(fc.tuple(evilEdits, cmds), { numRuns: n, seed: 29 });
+  writeNpy(path.join(dir, 'h.npy'), '|u1', [4, 8, 8], new Uint8Array(4 * 64).fill(90));
+  const argv = cases.map(([edits, cmd], i) => {
+    const file = path.join(dir, `hostile-${i}.onnx`);
+    writeFileSync(file, hostileModel(edits));
+    const out = path.join(dir, `hostile-out-${i}`);
+    return {
+      inspect: ['inspect', file, '--device', 'cpu'],
+      'inspect-json': ['inspect', file, '--json', `${out}.json`, '--device', 'cpu'],
+      paths: ['paths', file],
+      lesion: ['lesion', file, '--data', path.join(dir, 'h.npy'), '--k', '1', '--samples', '1', '--device', 'cpu', '-q'],
+      export: ['export', file, '--delete', '0', '-o', `${out}.onnx`, '--device', 'cpu'],
+    }[cmd];
+  });
+  const casesFile = path.join(dir, 'hostile-cases.json');
+  const resultsFile = path.join(dir, 'hostile-results.json');
+  writeFileSync(casesFile, JSON.stringify(argv));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/cli-batch.ts', casesFile, resultsFile], { encoding: 'utf8', timeout: 60000 + 2000 * n });
+  const stuck = () => readFileSync(`${resultsFile}.progress`, 'utf8').trim();
+  assert.notEqual(r.signal, 'SIGTERM', `hang at case ${stuck()}`);
+  assert.equal(r.status, 0, `the batch runner died at case ${stuck()}: ${r.stderr}`);
+  const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as { code: number | null; out: string; err: string; crash?: string }[];
+  assert.equal(results.length, n);
+  const codes = { 0: 0, 2: 0 };
+  for (const [i, res] of results.entries()) {
+    assert.equal(res.crash, undefined, `case ${i} threw past runCli: ${res.crash}`);
+    assertClean(res, `${argv[i]!.join(' ')} with ${JSON.stringify(cases[i]![0])}`);
+    codes[res.code as 0 | 2]++;
+  }
+  // Both outcomes occur: a generator that only ever produced refusals would test little.
+  assert.ok(codes[0] > 0 && codes[2] > 0, `exit codes ${JSON.stringify(codes)}`);
 });
