@@ -40,7 +40,7 @@ function partOf(file: string): string {
   const rel = path.relative(SRC, file).split(path.sep);
   if (rel.length === 1) {
     if (LEAVES.has(rel[0]!)) return 'leaf';
-    if (rel[0] === 'cli.ts') return 'cli';
+    if (rel[0] === 'cli.ts' || rel[0] === 'main.ts') return 'cli';
     return `unknown (${rel[0]})`;
   }
   return rel[0]!;
