@@ -176,3 +176,67 @@ describe('class lists and list files', () => {
     }
   });
 });
+
+describe('decoding ahead and the decoded-image cache', () => {
+  it('a second pass reads from memory, equal to the first; a small budget keeps only what fits', async () => {
+    const ds = await openDataset(pngs, { preprocess: GRAY });
+    try {
+      const first = await imagesByIndex(ds);
+      const d1 = ds.decodeStats!();
+      assert.equal(d1.decoded, N);
+      assert.equal(d1.cached, N);
+      assert.equal(d1.cacheBytes, N * 784);
+      const again = await imagesByIndex(ds);
+      const d2 = ds.decodeStats!();
+      assert.equal(d2.decoded, N, 'nothing decoded twice');
+      assert.equal(d2.fromCache, N);
+      assert.deepEqual(again, first);
+      // Random access (explore) goes through the same cache.
+      const b = await ds.batch([5, 150]);
+      assert.deepEqual(b.images.slice(0, 784), first[5]);
+      assert.deepEqual(b.images.slice(784), first[150]);
+    } finally {
+      await ds.close();
+    }
+    const small = await openDataset(pngs, { preprocess: GRAY, decodeCacheBytes: 10 * 784 });
+    try {
+      const first = await imagesByIndex(small);
+      const again = await imagesByIndex(small);
+      const d = small.decodeStats!();
+      assert.equal(d.cached, 10);
+      assert.equal(d.fromCache, 10);
+      assert.equal(d.decoded, 2 * N - 10);
+      assert.deepEqual(again, first);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('batches() reads the next batch ahead and yields what batch() gives, in order', async () => {
+    const ds = await openDataset(pngs, { preprocess: GRAY, limit: 70 });
+    try {
+      const seen: number[] = [];
+      for await (const b of ds.batches(32)) {
+        seen.push(...b.indices);
+        // The read ahead was started before this batch was handed over: give it time to land.
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual(seen, Array.from({ length: 70 }, (_, i) => i));
+      const w = ds.waitStats!();
+      assert.equal(w.images, 70);
+      assert.ok(w.waitSeconds <= w.elapsedSeconds);
+      // Two of the three batches were decoded during the consumer's pauses: less waiting than the decoding took.
+      assert.ok(w.waitSeconds < ds.decodeStats!().decodeSeconds, `waited ${w.waitSeconds}s, decoding took ${ds.decodeStats!().decodeSeconds}s`);
+    } finally {
+      await ds.close();
+    }
+  });
+
+  it('the CLI says what decoding cost beside the evaluation', () => {
+    const r = cli(['lesion', 'fixtures/models/resnet20.onnx', '--data', pngs, '--k', '1', '--samples', '1', '--no-single', '--device', 'cpu', '--limit', '40']);
+    assert.equal(r.code, 0, r.err);
+    const line = r.err.split('\n').find((l) => l.startsWith('decoding:'));
+    assert.ok(line, r.err);
+    assert.match(line, /^decoding: 40 images at [\d.]+ images\/s \(4 at once, ahead of the evaluation\); 40 kept in memory \(.+ of a \d+ MB budget, freed at exit\); evaluation [\d.]+ images\/s, waited [\d.]+ s of [\d.]+ s for data$/);
+  });
+});

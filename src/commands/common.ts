@@ -229,12 +229,40 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
   if (pre.normalisedBy === 'default') {
     note(`note: ${net.model.path} has no reslens.mean/std metadata and no --preset, --mean or --std was given, so pixels are fed unnormalised as v/255; pass --preset imagenet (or --mean/--std), or store them once with reslens annotate`);
   }
+  if (data.decodeStats) {
+    const close = data.close.bind(data);
+    data.close = async () => {
+      const line = describeDecoding(data);
+      if (line) note(line);
+      await close();
+    };
+  }
   const k = pre.classNames?.length;
   if (k && data.classes !== null && data.classes > k) {
     await data.close();
     throw new UserError(`${file}: labels go up to ${data.classes - 1} but the model has ${k} classes; is this the model's data set?`);
   }
   return data;
+}
+
+/**
+ * One line on what decoding image files cost beside the evaluation, so that a slow run says
+ * whether the data or the model held it up: images/s of each, the seconds the evaluation waited
+ * for data, and what the cache holds. Null when nothing was decoded.
+ */
+export function describeDecoding(data: Dataset): string | null {
+  const d = data.decodeStats?.();
+  if (!d || d.decoded + d.fromCache === 0) return null;
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MB`;
+  const rate = (n: number, s: number) => (s > 0 ? `${(n / s).toFixed(n / s < 10 ? 1 : 0)} images/s` : 'instant');
+  let line = `decoding: ${d.decoded} images at ${rate(d.decoded, d.decodeSeconds)} (${d.threads} at once, ahead of the evaluation)`;
+  if (d.fromCache) line += `, ${d.fromCache} read from the cache`;
+  line += `; ${d.cached} kept in memory (${mb(d.cacheBytes)} of a ${mb(d.budget)} budget, freed at exit)`;
+  const w = data.waitStats?.();
+  if (w && w.images > 0 && w.elapsedSeconds > 0) {
+    line += `; evaluation ${rate(w.images, Math.max(w.elapsedSeconds - w.waitSeconds, 1e-9))}, waited ${w.waitSeconds.toFixed(1)} s of ${w.elapsedSeconds.toFixed(1)} s for data`;
+  }
+  return line;
 }
 
 /**

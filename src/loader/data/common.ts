@@ -251,7 +251,7 @@ export function countStr(size: number, total: number, noun = 'images'): string {
 export type ReadRun = (start: number, count: number, dst: Float32Array, labels: Int32Array, dstSample: number) => Promise<void>;
 
 /** What a format gives makeDataset: the Dataset's description fields plus how to read runs. */
-export interface CoreSpec extends Pick<Dataset, 'description' | 'format' | 'size' | 'shape' | 'classes' | 'classNames' | 'sha256' | 'close'> {
+export interface CoreSpec extends Pick<Dataset, 'description' | 'format' | 'size' | 'shape' | 'classes' | 'classNames' | 'sha256' | 'close' | 'decodeStats'> {
   readRun: ReadRun;
   /** Largest run read at once (bounds memory of one read); default 4096 samples. */
   maxRun?: number;
@@ -262,6 +262,9 @@ export function makeDataset(spec: CoreSpec): Dataset {
   const per = shape[0] * shape[1] * shape[2];
   const maxRun = spec.maxRun ?? 4096;
   let closed = false;
+  let started: number | undefined;
+  let waitMs = 0;
+  let images = 0;
 
   const readIndices = async (indices: number[]): Promise<Batch> => {
     if (closed) throw new Error('data set used after close()');
@@ -296,12 +299,22 @@ export function makeDataset(spec: CoreSpec): Dataset {
       if (!Number.isInteger(batchSize) || batchSize <= 0) {
         throw new UserError(`--batch: ${batchSize} is not a positive whole number; give e.g. --batch 64`);
       }
+      const range = (s: number) => Array.from({ length: Math.min(size, s + batchSize) - s }, (_, i) => s + i);
       return {
         async *[Symbol.asyncIterator]() {
-          for (let s = 0; s < size; s += batchSize) {
-            const idx: number[] = [];
-            for (let i = s; i < Math.min(size, s + batchSize); i++) idx.push(i);
-            yield await readIndices(idx);
+          started ??= performance.now();
+          // The next batch is read while the consumer works on this one (image decoding runs
+          // on libuv's threads, so it overlaps onnxruntime's evaluation).
+          let ahead: Promise<Batch> | null = size > 0 ? readIndices(range(0)) : null;
+          for (let s = 0; ahead; s += batchSize) {
+            const t0 = performance.now();
+            const b = await ahead;
+            waitMs += performance.now() - t0;
+            ahead = s + batchSize < size ? readIndices(range(s + batchSize)) : null;
+            // A consumer that stops early never awaits the read ahead: its failure is not news.
+            ahead?.catch(() => {});
+            images += b.n;
+            yield b;
           }
         },
       };
@@ -312,5 +325,7 @@ export function makeDataset(spec: CoreSpec): Dataset {
       closed = true;
       await spec.close();
     },
+    ...(spec.decodeStats ? { decodeStats: spec.decodeStats } : {}),
+    waitStats: () => ({ waitSeconds: waitMs / 1000, elapsedSeconds: started === undefined ? 0 : (performance.now() - started) / 1000, images }),
   };
 }

@@ -52,6 +52,25 @@ export interface Dataset {
   /** Random access; indices in 0..size-1, in the order given. */
   batch(indices: number[]): Promise<Batch>;
   close(): Promise<void>;
+  /** Image files only: what decoding cost and what the cache holds. */
+  decodeStats?(): DecodeStats;
+  /** Seconds the consumer of batches() waited for data, and seconds from its first batch to now. */
+  waitStats?(): { waitSeconds: number; elapsedSeconds: number; images: number };
+}
+
+export interface DecodeStats {
+  /** Images decoded (again on a later pass when they did not fit the cache). */
+  decoded: number;
+  /** Wall seconds with at least one decode in flight. */
+  decodeSeconds: number;
+  /** Images read from the cache instead. */
+  fromCache: number;
+  cached: number;
+  cacheBytes: number;
+  /** The cache's budget in bytes. */
+  budget: number;
+  /** Images decoded at once. */
+  threads: number;
 }
 
 export interface OpenOptions {
@@ -67,6 +86,8 @@ export interface OpenOptions {
   modelClasses?: string[];
   /** The model's number of classes, for list files whose labels are indices. */
   classCount?: number;
+  /** Bytes of decoded image pixels kept in memory (image files); default decode.ts's decodeCacheBudget(). */
+  decodeCacheBytes?: number;
   /** Where decompressed .gz files are cached; default os.tmpdir()/reslens-cache. */
   cacheDir?: string;
 }
