@@ -1,11 +1,16 @@
+import { shown } from './text.js';
+
 /**
  * A mistake the user can fix: bad flag, bad file, mismatched data. The CLI prints its
  * message as one line and exits 2. Anything else that escapes is an internal error (exit 1).
+ * The message is kept printable here, not only by the CLI: it quotes strings from the user's
+ * files (an opset domain of "\b\n" in a damaged model broke the one-line contract for library
+ * callers, found by npm run fuzz).
  */
 export class UserError extends Error {
   override name = 'UserError';
   constructor(message: string) {
-    super(message);
+    super(shown(message));
   }
 }
 

@@ -79,6 +79,14 @@ test(`damaged models: loaded and analysed, or refused with a UserError (${RUNS} 
   );
 });
 
+test('a damaged opset domain ("\\b\\n", found by npm run fuzz at case 6,551 of seed 42) is refused in one printable line', () => {
+  const m = decodeModel(model);
+  m.opsetImport = [...(m.opsetImport ?? []), { domain: '\b\n', version: 1 }];
+  const e = userErrorOr(() => modelFromBytes(encodeModel(m), 'fuzz.onnx'));
+  assert.ok(e instanceof UserError);
+  assert.match(e.message, /custom operator domain '\\x08\\n'/);
+});
+
 test(`damaged IDX files: read, or refused with a UserError (${Math.ceil(RUNS / 5)} cases)`, async () => {
   let i = 0;
   await fc.assert(
