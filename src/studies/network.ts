@@ -65,7 +65,10 @@ export function requireResidual(net: Network, forWhat: string): void {
 
 /** The number of classes: from the model's reslens.classes, else from the data's labels. */
 export function classCount(net: Network, data: Pick<Dataset, 'classes'>): number {
-  const classes = net.preprocessing.classNames?.length ?? data.classes ?? 0;
+  // The logits' width first: the data's labels may reach only part of the classes (2 images
+  // of ImageNet labelled 9 and 511 made the loss gradient 512 wide against 1000 logits).
+  const width = net.shapes.get(net.output)?.[1];
+  const classes = (width && width > 0 ? width : undefined) ?? net.preprocessing.classNames?.length ?? data.classes ?? 0;
   if (!classes) throw new UserError(`${net.model.path}: cannot tell the number of classes; add reslens.classes to the model's metadata`);
   return classes;
 }
