@@ -200,7 +200,7 @@ const evil = fc.oneof(
   fc.constantFrom('\u001b[2J', '\u001b]0;owned\u0007', '\u009b31m', '\u202eabc', '1,2\r\n3', '\u0000', '0.5', '8,8', '1e400', '-0', 'NaN'),
   fc.string({ unit: 'binary', maxLength: 16 }),
 );
-const evilKey = fc.constantFrom('reslens.mean', 'reslens.std', 'reslens.input_size', 'reslens.classes', 'reslens.survival', 'reslens.test_accuracy', 'reslens.layout', 'reslens.model', 'other');
+const evilKey = fc.constantFrom('reslens.mean', 'reslens.std', 'reslens.input_size', 'reslens.classes', 'reslens.survival', 'reslens.test_accuracy', 'reslens.layout', 'reslens.model', 'reslens.dataset', 'reslens.recipe', 'reslens.architecture', 'reslens.unit', 'other');
 const evilEdits = fc.array(fc.tuple(fc.constantFrom('metadata', 'input', 'op', 'node', 'output'), evilKey, evil), { minLength: 1, maxLength: 3 });
 // eslint-disable-next-line no-control-regex
 const RAW = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;

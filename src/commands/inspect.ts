@@ -15,9 +15,9 @@ function bigPow2(n: number): string {
 export function provenanceLines(metadata: Record<string, string>): string[] {
   const out: string[] = [];
   const acc = metadata['reslens.test_accuracy'];
-  if (metadata['reslens.dataset']) out.push(`data set: ${metadata['reslens.dataset']}`);
-  if (acc) out.push(`test accuracy: ${/^(0(\.\d+)?|1(\.0+)?)$/.test(acc) ? `${(Number(acc) * 100).toFixed(2)}%` : acc} (recorded when the model was made)`);
-  if (metadata['reslens.recipe']) out.push(`recipe: ${metadata['reslens.recipe']}`);
+  if (metadata['reslens.dataset']) out.push(`data set: ${shown(metadata['reslens.dataset'])}`);
+  if (acc) out.push(`test accuracy: ${/^(0(\.\d+)?|1(\.0+)?)$/.test(acc) ? `${(Number(acc) * 100).toFixed(2)}%` : shown(acc)} (recorded when the model was made)`);
+  if (metadata['reslens.recipe']) out.push(`recipe: ${shown(metadata['reslens.recipe'])}`);
   return out;
 }
 
