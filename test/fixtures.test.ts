@@ -22,9 +22,9 @@ interface Row {
 const manifest = JSON.parse(readFileSync('fixtures/models.json', 'utf8')) as { models: Row[] };
 const FULL = '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz';
 
-test('the manifest lists the models the fixtures issue asks for', () => {
+test('the manifest lists the models the other tests rely on', () => {
   const names = manifest.models.map((r) => r.name);
-  for (const need of ['resnet20', 'resnet56', 'plain20', 'preact56', 'sd56']) assert.ok(names.includes(need), `${need} is in fixtures/models.json`);
+  for (const need of ['resnet20', 'resnet56', 'plain20', 'preact56', 'sd56', 'vit', 'vit14']) assert.ok(names.includes(need), `${need} is in fixtures/models.json`);
 });
 
 for (const row of manifest.models) {
