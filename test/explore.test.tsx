@@ -19,8 +19,8 @@ import { loadModel, modelFromBytes } from '../src/loader/model.js';
 import { encodeModel } from '../src/loader/proto.js';
 import { intactProgram } from '../src/surgery/split.js';
 import { App } from '../src/ui/explore/App.js';
-import { EngineBackend, type ExploreBackend, type GradientRun, type JobOptions } from '../src/ui/explore/backend.js';
-import { scrollWindow } from '../src/ui/explore/BlocksView.js';
+import { blockRows, EngineBackend, type ExploreBackend, type GradientRun, type JobOptions } from '../src/ui/explore/backend.js';
+import { BlocksView, scrollWindow } from '../src/ui/explore/BlocksView.js';
 import { ExploreController } from '../src/ui/explore/controller.js';
 import { actionFor, actionsFor, helpBar, jumpKey, KEYMAP, keysMarkdown, splitKeys, type KeyPress } from '../src/ui/explore/keymap.js';
 import { Gate } from '../src/ui/explore/scheduler.js';
@@ -560,4 +560,21 @@ describe('app', () => {
       await ui.done();
     }
   });
+});
+
+test("a transformer's block list names its sublayers (the vit fixture)", async () => {
+  const rt = new Runtime({ threads: 1 });
+  try {
+    const net = await analyseModel(rt, loadModel('fixtures/models/vit.onnx'));
+    const rows = blockRows(net);
+    assert.equal(rows.length, 12);
+    assert.deepEqual(rows.map((r) => r.sublayer), Array.from({ length: 12 }, (_, i) => `layer ${i >> 1} · ${i % 2 ? 'mlp' : 'attention'}`));
+    const info: ExploreInfo = { model: { path: 'vit.onnx', name: 'vit', sha256: '' }, data: { description: 'd', size: 10 }, blocks: rows, survival: null, compare: null };
+    const frame = render(<BlocksView state={{ ...initialState(info), cursor: 7 }} width={100} height={16} />).lastFrame() ?? '';
+    assert.match(frame, /del blk sublayer/);
+    assert.match(frame, /› \[ \]   7 L3 mlp/);
+    assert.match(frame, /block 7: layer 3 · mlp \(a residual sublayer/);
+  } finally {
+    await rt.close();
+  }
 });

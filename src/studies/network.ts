@@ -86,6 +86,15 @@ export function sublayersOf(net: Network): Sublayer[] | null {
   return sublayerCache.get(net)!;
 }
 
+/** Each block's sublayer name ("layer 3 · attention") for a transformer, by block index; null otherwise. */
+export function sublayerNames(net: Network): string[] | null {
+  const subs = sublayersOf(net);
+  if (!subs) return null;
+  const names: string[] = [];
+  for (const s of subs) names[s.block] = sublayerName(s);
+  return names;
+}
+
 /** What a lesion deletes as one unit: a residual block (a sublayer) or a whole transformer layer. */
 export type LesionUnit = 'block' | 'layer';
 

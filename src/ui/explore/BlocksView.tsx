@@ -38,13 +38,17 @@ export function BlocksView({ state, width, height }: { state: ExploreState; widt
   });
   // Bars share one scale: the largest rise (at least half a point, so noise stays small).
   const scale = Math.max(0.005, ...deltas.map((d) => d ?? 0));
-  const header = fit(`  del blk stage shortcut   ↓ ${fit('error rise when deleted alone', bar)}   Δ pts   error`, width);
+  // A transformer's blocks are its sublayers: "L3 attention" where a ResNet shows stage and shortcut.
+  const transformer = blocks.some((b) => b.sublayer);
+  const header = fit(`  del blk ${transformer ? 'sublayer        ' : 'stage shortcut  '} ↓ ${fit('error rise when deleted alone', bar)}   Δ pts   error`, width);
   const cur = blocks[state.cursor];
   const curM = cur ? singleBlock(state, cur.index) : null;
   let detail = '';
   if (cur) {
     if (blocks.length > visible) detail += `rows ${top + 1}–${top + shown.length} of ${blocks.length} · `;
-    detail += `block ${cur.index}: stage ${cur.stage}, ${cur.shortcut} shortcut${cur.downsampling ? ' (downsampling)' : ''}, ${cur.post ?? 'nothing'} after the Add`;
+    detail += cur.sublayer
+      ? `block ${cur.index}: ${cur.sublayer} (a residual sublayer: deleting it skips its branch)`
+      : `block ${cur.index}: stage ${cur.stage}, ${cur.shortcut} shortcut${cur.downsampling ? ' (downsampling)' : ''}, ${cur.post ?? 'nothing'} after the Add`;
     detail += curM && base ? `; alone deleted ${pct(curM.error)} (${signedPts(curM.error - base.error)} pts)` : '; alone deleted: measuring…';
   }
   return (
@@ -55,7 +59,8 @@ export function BlocksView({ state, width, height }: { state: ExploreState; widt
         const deleted = state.deleted.includes(b.index);
         const m = singleBlock(state, b.index);
         const d = deltas[b.index] ?? null;
-        const left = `${selected ? '›' : ' '} ${deleted ? '[x]' : '[ ]'} ${String(b.index).padStart(3)} ${String(b.stage).padStart(5)} ${b.shortcut.padEnd(10)} ${b.downsampling ? '↓' : ' '} `;
+        const what = b.sublayer ? b.sublayer.replace(/^layer (\d+) · /, 'L$1 ').padEnd(16) : `${String(b.stage).padStart(5)} ${b.shortcut.padEnd(10)}`;
+        const left = `${selected ? '›' : ' '} ${deleted ? '[x]' : '[ ]'} ${String(b.index).padStart(3)} ${what} ${b.downsampling ? '↓' : ' '} `;
         const barText = d === null ? fit('…', bar) : fit(d > 0 ? hbar(d / scale, bar) : '·', bar);
         const right = ` ${(d === null ? '' : signedPts(d)).padStart(7)} ${(m ? pct(m.error) : '').padStart(7)}`;
         return (

@@ -14,7 +14,7 @@ import { encodeModel } from '../../loader/proto.js';
 import { exportedModel, exportedProgram } from '../../studies/export.js';
 import { gradientSession, makePlan, runGradients } from '../../studies/gradients.js';
 import { changedMode, eligibleUnits, measured, runConfigurations, runLesion } from '../../studies/lesion.js';
-import { planNetwork, requireResidual } from '../../studies/network.js';
+import { planNetwork, requireResidual, sublayerNames } from '../../studies/network.js';
 import { modelStem, writeNewFile } from './files.js';
 import { Gate, gatedDataset, PRIORITY } from './scheduler.js';
 import { configSlug, type BlockRow, type EnsemblePoint, type ExploreInfo, type Measurement } from './state.js';
@@ -74,12 +74,14 @@ export function sampleSd(xs: number[]): number {
 
 export function blockRows(net: Network): BlockRow[] {
   if (net.structure.kind !== 'residual') return [];
+  const names = sublayerNames(net);
   return net.structure.blocks.map((b) => ({
     index: b.index,
     stage: b.stage,
     shortcut: b.shortcutKind,
     downsampling: b.downsampling || b.shortcutKind === 'projection',
     post: b.post,
+    ...(names?.[b.index] ? { sublayer: names[b.index] } : {}),
   }));
 }
 

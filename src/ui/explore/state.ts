@@ -13,6 +13,8 @@ export interface BlockRow {
   downsampling: boolean;
   /** Op after the Add (Relu, Clip) or null. */
   post: string | null;
+  /** Transformers: what the block is, "layer 3 · attention". */
+  sublayer?: string;
 }
 
 /** What the explore session is about; fixed for its lifetime. */
