@@ -245,6 +245,11 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
   return data;
 }
 
+/** A rate for people: 2 significant digits below 10 (0.26, 3.1), whole numbers above. */
+export function perSecond(r: number): string {
+  return r >= 10 || r === 0 ? r.toFixed(0) : String(Number(r.toPrecision(2)));
+}
+
 /**
  * One line on what decoding image files cost beside the evaluation, so that a slow run says
  * whether the data or the model held it up: images/s of each, the seconds the evaluation waited
@@ -254,7 +259,7 @@ export function describeDecoding(data: Dataset): string | null {
   const d = data.decodeStats?.();
   if (!d || d.decoded + d.fromCache === 0) return null;
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MB`;
-  const rate = (n: number, s: number) => (s > 0 ? `${(n / s).toFixed(n / s < 10 ? 1 : 0)} images/s` : 'instant');
+  const rate = (n: number, s: number) => (s > 0 ? `${perSecond(n / s)} images/s` : 'instant');
   let line = `decoding: ${d.decoded} images at ${rate(d.decoded, d.decodeSeconds)} (${d.threads} at once, ahead of the evaluation)`;
   if (d.fromCache) line += `, ${d.fromCache} read from the cache`;
   line += `; ${d.cached} kept in memory (${mb(d.cacheBytes)} of a ${mb(d.budget)} budget, freed at exit)`;

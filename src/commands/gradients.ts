@@ -13,7 +13,7 @@ import { checkPlan, effectiveOf, gradientBlocks, gradientSession, gradientsDoc, 
 import { exactDoc, exactSession, makeExactPlan, peakLength, runExact, sampledPlanOn, type ExactSummary } from '../studies/exact.js';
 import { pathLengthDistribution } from '../paths/distribution.js';
 import { note, progressBar } from '../ui/progress.js';
-import { addDataOptions, addJsonOptions, addPreprocessOptions, addRuntimeOptions, modelArgument, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
+import { addDataOptions, perSecond, addJsonOptions, addPreprocessOptions, addRuntimeOptions, modelArgument, interruptSignal, openDataFor, positiveInt, preprocessOptions, seedArg, shareArg, withFlagNames, withRuntime, type DataFlags, type JsonFlags, type PreprocessFlags, type RuntimeFlags } from './common.js';
 import { checkJsonOutput, emitJson, useColor } from './output.js';
 import { shown } from '../text.js';
 
@@ -85,7 +85,7 @@ Examples:
         const doc = gradientsDoc(await docHead(rt, net, modelPath, data, seconds), result, eff, o.mass);
         if (!emitJson(doc, o.json, !!o.force)) {
           process.stdout.write(renderGradients(result, eff, { model: modelPath, data: data.description, mass: o.mass }, useColor()));
-          note(`${result.samples.length} path samples in ${seconds.toFixed(1)}s (${(result.samples.length / seconds).toFixed(1)}/s)`);
+          note(`${result.samples.length} path samples in ${seconds.toFixed(1)}s (${perSecond(result.samples.length / seconds)}/s)`);
         }
         if (result.interrupted) throw new Interrupted(`interrupted: ${result.interrupted.samplesDone} of ${plan.samples.length} samples done (the rest have norm null)`);
       } finally {
@@ -157,7 +157,7 @@ async function exactCommand(modelPath: string, o: GradientsFlags, withSamples: b
       const doc = exactDoc(await docHead(rt, net, modelPath, data, seconds), n, plan.batchSize, o.mass, run.summary, sampled && { samples: o.samples, seed: o.seed, ks: sampled.result.ks, meanNorm: sampled.result.meanNorm, share: sampled.eff.share, seconds: sampled.seconds });
       if (!emitJson(doc, o.json, !!o.force)) {
         process.stdout.write(renderExact(run.summary, sampled, { model: modelPath, data: data.description, mass: o.mass, n, batchSize: plan.batchSize }, useColor()));
-        note(`${run.summary.images} images in ${seconds.toFixed(1)}s (${(run.summary.images / seconds).toFixed(0)}/s)${sampled ? `; ${sampled.result.samples.length} path samples in ${sampled.seconds.toFixed(1)}s` : ''}`);
+        note(`${run.summary.images} images in ${seconds.toFixed(1)}s (${perSecond(run.summary.images / seconds)}/s)${sampled ? `; ${sampled.result.samples.length} path samples in ${sampled.seconds.toFixed(1)}s` : ''}`);
       }
       if (run.interrupted) throw new Interrupted(`interrupted: ${run.summary.batches} of ${plan.batches.length} batches done (${run.summary.images} images)`);
     } finally {
