@@ -21,6 +21,7 @@ import { intactProgram } from '../src/surgery/split.js';
 import { App } from '../src/ui/explore/App.js';
 import { blockRows, EngineBackend, type ExploreBackend, type GradientRun, type JobOptions } from '../src/ui/explore/backend.js';
 import { BlocksView, scrollWindow } from '../src/ui/explore/BlocksView.js';
+import { errorLineText } from '../src/ui/explore/ErrorLine.js';
 import { ExploreController } from '../src/ui/explore/controller.js';
 import { actionFor, actionsFor, helpBar, jumpKey, KEYMAP, keysMarkdown, splitKeys, type KeyPress } from '../src/ui/explore/keymap.js';
 import { Gate } from '../src/ui/explore/scheduler.js';
@@ -577,4 +578,12 @@ test("a transformer's block list names its sublayers (the vit fixture)", async (
   } finally {
     await rt.close();
   }
+});
+
+test('the error line gives top-5 error beside top-1 when the model has it (more than 10 classes)', () => {
+  const info: ExploreInfo = { model: { path: 'm.onnx', name: 'm', sha256: '' }, data: { description: 'd', size: 8 }, blocks: [], survival: null, compare: null };
+  const s = initialState(info);
+  const m = { error: 0.25, correct: 6, total: 8, nonFinite: 0 };
+  assert.match(errorLineText({ ...s, measured: { '': { ...m, top5Error: 0.125 } } }), /^error 25\.00% \(top-5 12\.50%\) · intact network/);
+  assert.doesNotMatch(errorLineText({ ...s, measured: { '': m } }), /top-5/);
 });

@@ -9,7 +9,7 @@ export function errorLineText(state: ExploreState): string {
   const base = baseline(state);
   const n = keptBlocks(state).length;
   const parts: string[] = [];
-  parts.push(`error ${cur ? pct(cur.error) : '…'}`);
+  parts.push(`error ${cur ? pct(cur.error) : '…'}${cur?.top5Error !== undefined ? ` (top-5 ${pct(cur.top5Error)})` : ''}`);
   if (base && state.deleted.length) parts.push(`baseline ${pct(base.error)}${cur ? ` (${signedPts(cur.error - base.error)} pts)` : ''}`);
   else if (!state.deleted.length) parts.push('intact network');
   parts.push(state.deleted.length ? `deleted ${state.deleted.join(',')}` : 'nothing deleted');

@@ -33,6 +33,8 @@ export interface Measurement {
   correct: number;
   total: number;
   nonFinite: number;
+  /** Models of more than 10 classes: the share whose label is not among the 5 largest logits. */
+  top5Error?: number;
 }
 
 export type JobName = 'sweep' | 'ensemble' | 'compare' | 'gradients';
