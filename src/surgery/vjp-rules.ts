@@ -1,5 +1,5 @@
 /**
- * Backward rules for the ops residual networks use: each turns the gradient of a node's
+ * Backward rules for the ops residual networks and vision transformers use: each turns the gradient of a node's
  * output into ONNX nodes computing the gradients of its inputs (input gradients only,
  * weights are constants). The emitting side (Builder) collects the nodes, the constants
  * they need and the forward tensors they read (`saved`). Pure: no sessions, no I/O.
@@ -7,6 +7,7 @@
 import { UserError } from '../errors.js';
 import {
   AttrType,
+  DataType,
   attrFloat,
   attrInt,
   attrInts,
@@ -162,6 +163,19 @@ export class Builder {
     return this.op('Reshape', [grad, this.i64(dims)]);
   }
 
+  /**
+   * Sum over `axes`, kept as size-1 axes (ReduceSum reads its axes as an input from opset 13
+   * on, which every backward model has; ReduceMean only from 18, so means are sums here).
+   */
+  sum(t: string, axes: number[]): string {
+    return this.op('ReduceSum', [t, this.i64(axes)], { keepdims: 1 });
+  }
+
+  /** The mean over `axes` of a tensor of static shape `shape`, kept as size-1 axes. */
+  mean(t: string, axes: number[], shape: number[]): string {
+    return this.op('Mul', [this.sum(t, axes), this.scalar(1 / axes.reduce((p, a) => p * shape[a]!, 1))]);
+  }
+
   /** Sums `grad` (of broadcast shape `from`) down to `to` (NumPy broadcasting rules). */
   reduceTo(grad: string, from: number[], to: number[]): string {
     if (from.length === to.length && from.every((d, i) => d === to[i])) return grad;
@@ -182,7 +196,10 @@ export class Builder {
 export interface RuleCtx {
   b: Builder;
   node: NodeProto;
-  /** Gradient of output 0 (always present when a rule runs). */
+  /**
+   * Gradient of output 0 (always present when a rule runs), or for the ops in ALL_OUTPUTS
+   * the first output's that has one.
+   */
   gy: string;
   /** Gradients of all outputs (null where none flows). */
   grads: (string | null)[];
@@ -295,6 +312,65 @@ function flippedConv(b: Builder, w: Window, W: Float32Array, dims: number[], gro
   }
   const wf = b.f32(out, [ci, cog, kh, kw]);
   return (gy) => b.op('Conv', [gy, wf], { kernel_shape: [kh, kw], strides: [1, 1], dilations: w.d, pads, group });
+}
+
+
+// ---------------------------------------------------------------- helpers for transformer ops
+
+const normAxis = (a: number, rank: number): number => (a < 0 ? a + rank : a);
+
+/** Values of a constant float, double or integer tensor (a Pow exponent), or a UserError. */
+function constNumbers(b: Builder, t: string, what: string, node: NodeProto): { values: number[]; dims: number[] } {
+  const tp = b.constTensor(t);
+  if (!tp) throw new UserError(`node '${node.name}' (${node.opType}): its ${what} depends on the data; reslens gradients needs it constant`);
+  const dims = tensorDims(tp);
+  if (tp.dataType === DataType.FLOAT) return { values: Array.from(tensorFloats(tp)), dims };
+  if (tp.dataType === DataType.DOUBLE) {
+    const raw = tp.rawData && tp.rawData.byteLength ? Array.from(new Float64Array(Uint8Array.from(tp.rawData).buffer)) : (tp.doubleData ?? []);
+    return { values: raw.map(Number), dims };
+  }
+  if (tp.dataType === DataType.INT64 || tp.dataType === DataType.INT32) return { values: tensorInts(tp), dims };
+  throw new UserError(`node '${node.name}' (${node.opType}): its ${what} has data type ${tp.dataType}, which reslens gradients does not read`);
+}
+
+/**
+ * The adjoint of picking entries idx (flat) along `axis` of a tensor of static shape
+ * `target`: g, shaped like target but with idx.length entries on that axis, summed back onto
+ * the entries it was picked from (a repeated index receives each of its copies). A MatMul by
+ * a constant 0/1 matrix [n, m]: no scatter, and the leading axes (batch included, whatever
+ * its size in a stack of cotangents) ride along as -1.
+ */
+function scatterAlong(b: Builder, g: string, target: number[], axis: number, idx: number[]): string {
+  const n = target[axis]!;
+  const m = idx.length;
+  const q = target.slice(axis + 1).reduce((p, d) => p * d, 1);
+  const onehot = new Float32Array(n * m);
+  idx.forEach((i, j) => (onehot[i * m + j] = 1));
+  const g3 = b.op('Reshape', [g, b.i64([-1, m, q])]);
+  const r = b.op('MatMul', [b.f32(onehot, [n, m]), g3]);
+  return b.op('Reshape', [r, b.i64([-1, ...target.slice(1)])]);
+}
+
+/** A UserError for ops that would mix the images of a batch (and the lengths of a stack). */
+function batchAxis(node: NodeProto, what: string): UserError {
+  return new UserError(`node '${node.name}' (${node.opType}): ${what} along axis 0, the batch axis, which reslens gradients does not support`);
+}
+
+/** The entries Slice keeps along an axis of size n (ONNX clamping rules, negative steps included). */
+export function sliceIndices(n: number, start: number, end: number, step: number): number[] {
+  if (step === 0) throw new Error('Slice: step 0');
+  let s = start < 0 ? start + n : start;
+  let e = end < 0 ? end + n : end;
+  if (step > 0) {
+    s = Math.min(Math.max(s, 0), n);
+    e = Math.min(Math.max(e, 0), n);
+  } else {
+    s = Math.min(Math.max(s, 0), n - 1);
+    e = Math.min(Math.max(e, -1), n - 1);
+  }
+  const out: number[] = [];
+  for (let i = s; step > 0 ? i < e : i > e; i += step) out.push(i);
+  return out;
 }
 
 // ---------------------------------------------------------------- rules
@@ -667,7 +743,192 @@ export const RULES: Record<string, Rule> = {
     const ends = padded.map((p) => p.lo + xS[p.a]!);
     c.emit(0, b.op('Slice', [c.gy, b.i64(starts), b.i64(ends), b.i64(padded.map((p) => p.a))]));
   },
+
+  // ------------------------------------------------------------ transformer ops
+
+  LayerNormalization: (c) => {
+    const { b, node } = c;
+    if (c.grads.slice(1).some(Boolean)) {
+      throw new UserError(`node '${node.name}' (LayerNormalization): a gradient through its Mean or InvStdDev output is not supported by reslens gradients`);
+    }
+    const xS = b.shape(inp(node, 0), node);
+    const yS = b.shape(out(node), node);
+    const rank = xS.length;
+    const axis = normAxis(attrInt(node, 'axis', -1), rank);
+    const axes = Array.from({ length: rank - axis }, (_, i) => axis + i);
+    // The statistics again, from the saved input: one tensor to save instead of three.
+    const xc = b.op('Sub', [b.value(inp(node, 0)), b.mean(b.value(inp(node, 0)), axes, xS)]);
+    const variance = b.mean(b.op('Mul', [xc, xc]), axes, xS);
+    const rstd = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [variance, b.scalar(attrFloat(node, 'epsilon', 1e-5))])])]);
+    const xhat = b.op('Mul', [xc, rstd]);
+    if (c.wants(0)) {
+      // gx = rstd (g - mean(g) - xhat mean(g xhat)), g = gy scale, means over the normalised axes.
+      const g = b.op('Mul', [c.gy, b.value(inp(node, 1))]);
+      const mg = b.mean(g, axes, xS);
+      const mgx = b.mean(b.op('Mul', [g, xhat]), axes, xS);
+      c.emit(0, b.op('Mul', [rstd, b.op('Sub', [b.op('Sub', [g, mg]), b.op('Mul', [xhat, mgx])])]));
+    }
+    if (c.wants(1)) c.emit(1, b.reduceTo(b.op('Mul', [c.gy, xhat]), yS, b.shape(inp(node, 1), node)));
+    if (inp(node, 2) && c.wants(2)) c.emit(2, b.reduceTo(c.gy, yS, b.shape(inp(node, 2), node)));
+  },
+
+  Softmax: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    const rank = b.shape(out(node), node).length;
+    // Opset 13 normalises along one axis (default -1); before, over every axis from `axis`
+    // (default 1) on, the input seen as 2-D.
+    const old = b.forwardOpset < 13;
+    const axis = normAxis(attrInt(node, 'axis', old ? 1 : -1), rank);
+    const axes = old ? Array.from({ length: rank - axis }, (_, i) => axis + i) : [axis];
+    const y = b.value(out(node));
+    // gx = y (gy - Σ gy y) = gy y - y Σ gy y
+    const gyy = b.op('Mul', [c.gy, y]);
+    c.emit(0, b.op('Sub', [gyy, b.op('Mul', [y, b.sum(gyy, axes)])]));
+  },
+
+  Erf: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    const x = b.value(inp(node, 0));
+    // erf'(x) = 2/√π exp(-x²)
+    const d = b.op('Mul', [b.op('Exp', [b.op('Neg', [b.op('Mul', [x, x])])]), b.scalar(2 / Math.sqrt(Math.PI))]);
+    c.emit(0, b.op('Mul', [c.gy, d]));
+  },
+
+  Gelu: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    const x = b.value(inp(node, 0));
+    const x2 = b.op('Mul', [x, x]);
+    let d: string;
+    if (attrString(node, 'approximate', 'none') === 'tanh') {
+      // y = x/2 (1 + tanh u), u = √(2/π)(x + 0.044715 x³): y' = (1 + t)/2 + x/2 (1 - t²) u'
+      const k = Math.sqrt(2 / Math.PI);
+      const u = b.op('Mul', [b.op('Mul', [x, b.op('Add', [b.op('Mul', [x2, b.scalar(0.044715)]), b.scalar(1)])]), b.scalar(k)]);
+      const t = b.op('Tanh', [u]);
+      const du = b.op('Add', [b.op('Mul', [x2, b.scalar(3 * 0.044715 * k)]), b.scalar(k)]);
+      const half = b.op('Mul', [b.op('Add', [t, b.scalar(1)]), b.scalar(0.5)]);
+      const sech2 = b.op('Sub', [b.scalar(1), b.op('Mul', [t, t])]);
+      d = b.op('Add', [half, b.op('Mul', [b.op('Mul', [b.op('Mul', [x, b.scalar(0.5)]), sech2]), du])]);
+    } else {
+      // y = x Φ(x): y' = Φ(x) + x φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = exp(-x²/2)/√(2π)
+      const cdf = b.op('Mul', [b.op('Add', [b.op('Erf', [b.op('Mul', [x, b.scalar(Math.SQRT1_2)])]), b.scalar(1)]), b.scalar(0.5)]);
+      const pdf = b.op('Mul', [b.op('Exp', [b.op('Mul', [x2, b.scalar(-0.5)])]), b.scalar(1 / Math.sqrt(2 * Math.PI))]);
+      d = b.op('Add', [cdf, b.op('Mul', [x, pdf])]);
+    }
+    c.emit(0, b.op('Mul', [c.gy, d]));
+  },
+
+  Pow: (c) => {
+    const { b, node } = c;
+    if (c.wants(1)) throw new UserError(`node '${node.name}' (Pow): its exponent depends on the data; reslens gradients needs a constant exponent`);
+    if (!c.wants(0)) return;
+    const { values, dims } = constNumbers(b, inp(node, 1), 'exponent', node);
+    const x = b.value(inp(node, 0));
+    // d(x^p) = p x^(p-1); the layer norm's p = 2 is one Mul.
+    let d: string;
+    if (values.every((p) => p === 2)) d = b.op('Mul', [x, b.scalar(2)]);
+    else if (values.every((p) => p === 1)) d = b.scalar(1);
+    else d = b.op('Mul', [b.op('Pow', [x, b.f32(values.map((p) => p - 1), dims)]), b.f32(values, dims)]);
+    c.emit(0, b.reduceTo(b.op('Mul', [c.gy, d]), b.shape(out(node), node), b.shape(inp(node, 0), node)));
+  },
+
+  Sqrt: (c) => {
+    if (!c.wants(0)) return;
+    const { b } = c;
+    // (√x)' = 1 / (2 √x)
+    c.emit(0, b.op('Div', [c.gy, b.op('Mul', [b.value(out(c.node)), b.scalar(2)])]));
+  },
+
+  Gather: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    const xS = b.shape(inp(node, 0), node);
+    const axis = normAxis(attrInt(node, 'axis', 0), xS.length);
+    if (axis === 0) throw batchAxis(node, 'it gathers');
+    const idx = b.constInts(inp(node, 1), 'indices input', node).map((i) => normAxis(i, xS[axis]!));
+    c.emit(0, scatterAlong(b, c.gy, xS, axis, idx));
+  },
+
+  Slice: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    const xS = b.shape(inp(node, 0), node);
+    const rank = xS.length;
+    let starts: number[];
+    let ends: number[];
+    let axes: number[] | null = null;
+    let steps: number[] | null = null;
+    if (b.forwardOpset < 10) {
+      starts = attrInts(node, 'starts', []);
+      ends = attrInts(node, 'ends', []);
+      if (getAttr(node, 'axes')) axes = attrInts(node, 'axes', []);
+    } else {
+      starts = b.constInts(inp(node, 1), 'starts input', node);
+      ends = b.constInts(inp(node, 2), 'ends input', node);
+      if (inp(node, 3)) axes = b.constInts(inp(node, 3), 'axes input', node);
+      if (inp(node, 4)) steps = b.constInts(inp(node, 4), 'steps input', node);
+    }
+    const ax = (axes ?? starts.map((_, i) => i)).map((a) => normAxis(a, rank));
+    // Entries kept per axis; a run of consecutive ones is a Pad back, any other pattern a scatter.
+    const cur = [...b.shape(out(node), node)];
+    const pads = Array(2 * rank).fill(0);
+    let g = c.gy;
+    ax.forEach((a, i) => {
+      const n = xS[a]!;
+      const keep = sliceIndices(n, starts[i]!, ends[i]!, steps?.[i] ?? 1);
+      const full = keep.length === n && keep.every((v, j) => v === j);
+      if (full) return;
+      if (a === 0) throw batchAxis(node, 'it slices');
+      if (keep.length && keep.every((v, j) => v === keep[0]! + j)) {
+        pads[a] = keep[0]!;
+        pads[a + rank] = n - keep[0]! - keep.length;
+      } else {
+        cur[a] = n;
+        g = scatterAlong(b, g, cur, a, keep);
+      }
+    });
+    if (pads.some((p) => p > 0)) g = b.op('Pad', [g, b.i64(pads)]);
+    c.emit(0, g);
+  },
+
+  Split: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    const xS = b.shape(inp(node, 0), node);
+    const axis = normAxis(attrInt(node, 'axis', 0), xS.length);
+    if (axis === 0) throw batchAxis(node, 'it splits');
+    const outs = node.output ?? [];
+    // The parts' sizes from their static shapes: the same whether they came from the split
+    // input, the attribute or num_outputs.
+    const sizes = outs.map((o) => b.shape(o, node)[axis]!);
+    if (c.grads.every(Boolean) && outs.length > 1) return c.emit(0, b.op('Concat', c.grads as string[], { axis }));
+    // Parts without a gradient are zeros: pad the others back to full length and add them.
+    const parts: string[] = [];
+    let off = 0;
+    outs.forEach((_, i) => {
+      const gi = c.grads[i];
+      if (gi) {
+        const pads = Array(2 * xS.length).fill(0);
+        pads[axis] = off;
+        pads[axis + xS.length] = xS[axis]! - off - sizes[i]!;
+        parts.push(b.op('Pad', [gi, b.i64(pads)]));
+      }
+      off += sizes[i]!;
+    });
+    c.emit(0, parts.length === 1 ? parts[0]! : b.op('Sum', parts));
+  },
+
+  Expand: (c) => {
+    if (!c.wants(0)) return;
+    const { b, node } = c;
+    c.emit(0, b.reduceTo(c.gy, b.shape(out(node), node), b.shape(inp(node, 0), node)));
+  },
 };
+
+/** Ops whose rule reads the gradients of all their outputs and runs when any of them has one. */
+export const ALL_OUTPUTS = new Set(['Split']);
 
 export const SUPPORTED_OPS = Object.keys(RULES).sort();
 

@@ -8,7 +8,7 @@
 import { UserError } from '../errors.js';
 import { DataType, floatTensor, makeModel, makeNode, type ModelProto, type ValueInfoProto } from '../loader/proto.js';
 import { ancestors, descendants, withOutputs, type GraphIndex } from './graph.js';
-import { Builder, ruleFor } from './vjp-rules.js';
+import { ALL_OUTPUTS, Builder, ruleFor } from './vjp-rules.js';
 
 export { reluMaskName, SUPPORTED_OPS } from './vjp-rules.js';
 
@@ -83,7 +83,7 @@ export function buildVjp(model: ModelProto, g: GraphIndex, spec: VjpSpec): Vjp {
   for (const i of region) {
     const node = g.nodes[i]!;
     const gys = (node.output ?? []).map((o) => (o ? total(o) : null));
-    const gy = gys[0];
+    const gy = gys[0] ?? (ALL_OUTPUTS.has(node.opType ?? '') ? gys.find((x) => x) : null);
     if (!gy) continue; // no gradient reaches this node (cut, or only non-differentiable outputs)
     const inputs = node.input ?? [];
     ruleFor(node)({
