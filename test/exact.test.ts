@@ -1,8 +1,9 @@
 /**
  * The exact decomposition of the gradient by path length (docs/science.md): G_k against the
  * brute-force sum of the path-restricted gradients over all 2^n subsets (the engine's
- * PathGradients, an independent implementation), the identity Σ_k G_k = G on every residual
- * fixture, PyTorch float64 (fixtures/torch_exact.py) on resnet56 and resnet110, and the CLI.
+ * PathGradients, an independent implementation) on ResNets and pre-norm transformers, the
+ * identity Σ_k G_k = G on every residual fixture, PyTorch float64 (fixtures/torch_exact.py) on
+ * resnet56 and resnet110, and the CLI.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -19,6 +20,7 @@ import { modelFromBytes } from '../src/loader/model.js';
 import { encodeModel } from '../src/loader/proto.js';
 import { effectiveRange, exactSession, makeExactPlan, runExact, summarizeExact } from '../src/studies/exact.js';
 import { buildNet, randomInput } from './helpers/build.js';
+import { buildTransformer } from './helpers/transformer.js';
 
 function subsets(n: number): number[][] {
   const out: number[][] = [];
@@ -77,6 +79,21 @@ for (const [name, blocks] of [
       await bruteForce(rt, net, images, labels, 5, 1e-5);
       // Slices of two images per backward (maxRows) give the same G_k.
       await bruteForce(rt, net, images, labels, 5, 1e-5, 2 * (blocks.length + 1));
+    } finally {
+      await rt.close();
+    }
+  });
+}
+
+for (const layerNorm of ['op', 'decomposed'] as const) {
+  test(`G_k is the sum of the path-restricted gradients of all paths of length k (pre-norm transformer, LayerNorm ${layerNorm})`, async () => {
+    const m = modelFromBytes(encodeModel(buildTransformer({ size: 4, layerNorm, classes: 5 })), 'tiny-vit.onnx');
+    m.metadata['reslens.input_size'] = '4,4';
+    const rt = new Runtime({ threads: 1 });
+    try {
+      const net = await analyseModel(rt, m);
+      assert.equal(net.structure.blocks.length, 4);
+      await bruteForce(rt, net, randomInput(5, 1, 4, 3), Int32Array.from([0, 3, 4, 1, 2]), 5, 1e-5);
     } finally {
       await rt.close();
     }

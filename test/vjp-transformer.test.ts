@@ -22,7 +22,7 @@ function proj(n: Net, x: string, name: string, d: number, e: number): string {
   return n.node('MatMul', [x, n.w(`${name}_W`, [d, e])], name);
 }
 
-test('LayerNormalization (opset 17): last axis with scale and bias, two axes, no bias, epsilon', async () => {
+test('LayerNormalization (opset 17): last axis with scale and bias, two axes, no bias, epsilon, scale and bias from the data', async () => {
   const rng = mulberry32(31);
   const a = new Net(rng, [2, 3, 8]);
   a.node('LayerNormalization', ['x', a.w('s', [8], 1), a.w('b', [8], 0.1)], 'y', { axis: -1, epsilon: { float: 1e-5 } });
@@ -36,6 +36,11 @@ test('LayerNormalization (opset 17): last axis with scale and bias, two axes, no
   const ln = c.node('LayerNormalization', ['x', c.w('s', [1, 4], 1), c.w('b', [4], 0.1)], 'ln', { axis: -2 });
   c.node('Add', ['x', proj(c, ln, 'f', 4, 4)], 'y');
   await check(c, { opset: 17, f64 });
+  // Scale and bias computed from the data too (means over the batch and tokens, [4]).
+  const d = new Net(rng, [2, 3, 4]);
+  const mu = d.node('ReduceMean', ['x'], 'mu', { axes: [0, 1], keepdims: 0 });
+  d.node('LayerNormalization', ['x', d.node('Add', [mu, d.f('one', [], [1])], 's'), d.node('Mul', [mu, mu], 'b')], 'y', { axis: -1 });
+  await check(d, { opset: 17, f64 });
 });
 
 test('LayerNorm decomposed (ReduceMean axes as attribute at opset 14, as input at 18; Sub, Pow 2, Sqrt, Div, Add of epsilon)', async () => {
