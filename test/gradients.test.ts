@@ -51,7 +51,7 @@ for (const [name, blocks] of [
       const v = buildVjp(model.proto, g, { from: x0, to: 'logits', shapes });
       const { withOutputs } = await import('../src/surgery/graph.js');
       const fwd = await (await rt.create(withOutputs(model.proto, v.saved.filter((t) => t !== 'input')), 'fwd')).run({ input: { data: images, dims: [B, 1, SIZE, SIZE] } });
-      const lg = await (await rt.create(buildSoftmaxCrossEntropyGrad(5), 'ce')).run({ logits: fwd.logits!, labels: { data: BigInt64Array.from(labels, BigInt), dims: [B] } });
+      const lg = await (await rt.create(buildSoftmaxCrossEntropyGrad(5), 'ce')).run({ logits: fwd.logits!, labels: { data: Float32Array.from(labels), dims: [B] } });
       const feeds: Record<string, { data: Float32Array; dims: number[] }> = { grad_out: lg.grad_logits as never };
       for (const t of v.saved) feeds[t] = t === 'input' ? { data: images, dims: [B, 1, SIZE, SIZE] } : (fwd[t] as never);
       const full = (await (await rt.create(v.model, 'full')).run(feeds)).grad_in!.data as Float32Array;

@@ -282,9 +282,9 @@ test('softmax cross-entropy gradient matches finite differences of the loss', as
   const K = 5;
   const s = await session(buildSoftmaxCrossEntropyGrad(K));
   const logits = randn(rng, N * K, 2);
-  const labels = new BigInt64Array([0n, 3n, 4n, 1n]);
+  const labels = new Float32Array([0, 3, 4, 1]);
   const run = async (l: Float32Array) =>
-    s.run({ logits: new ort.Tensor('float32', l, [N, K]), labels: new ort.Tensor('int64', labels, [N]) });
+    s.run({ logits: new ort.Tensor('float32', l, [N, K]), labels: new ort.Tensor('float32', labels, [N]) });
   const r = await run(logits);
   const g = r.grad_logits!.data as Float32Array;
   assert.deepEqual([...r.grad_logits!.dims], [N, K]);

@@ -11,7 +11,7 @@ import type { ModelProto } from '../loader/proto.js';
 import { withOutputs } from '../surgery/graph.js';
 import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
-import type { Runtime, Session, Tensor } from './session.js';
+import { isHost, type DeviceTensor, type Runtime, type Session, type Tensor, type Value } from './session.js';
 
 export interface EvalResult {
   correct: number;
@@ -55,13 +55,25 @@ export interface EvalOptions {
  * set, kept between evaluations. Explore measures one configuration per key press on the same
  * subset: with these, deleting block i reruns only from the checkpoint at or before i.
  * Boundaries are every s-th step, s the smallest that fits `budgetBytes`.
+ *
+ * On a GPU (Runtime.keeps) the activations stay in the device's memory, never copied through
+ * JavaScript; the logits (the last position, scored on the host) come back. A device tensor
+ * cannot be sliced, so there they are kept per chunk of CHUNK images and a batch runs chunk by
+ * chunk.
  */
 export class Checkpoints {
   /** The intact network's steps; position p is the input of step p (0: the network's input). */
   readonly intact: Step[];
   readonly positions: number[];
   private store = new Map<number, Float32Array>();
+  /** On the device: `${pos}:${first image}` of each chunk. */
+  private device = new Map<string, DeviceTensor>();
   private filled: Uint8Array;
+  /**
+   * Images per device chunk, from multiples of it to the next (the last to the end): explore's
+   * batches (128 for the key pressed, 64 for its sweeps) are each whole chunks.
+   */
+  static readonly CHUNK = 64;
 
   constructor(
     readonly net: Network,
@@ -88,7 +100,19 @@ export class Checkpoints {
     return true;
   }
 
-  put(pos: number, offset: number, t: Tensor): void {
+  /** Whether images offset..offset+n-1 are whole device chunks. */
+  aligned(offset: number, n: number): boolean {
+    const C = Checkpoints.CHUNK;
+    return offset % C === 0 && (n % C === 0 || offset + n === this.size);
+  }
+
+  put(pos: number, offset: number, t: Value): void {
+    if (!isHost(t)) {
+      const key = `${pos}:${offset}`;
+      this.device.get(key)?.dispose();
+      this.device.set(key, t);
+      return;
+    }
     const n = t.dims[0]!;
     const per = t.data.length / n;
     let a = this.store.get(pos);
@@ -107,8 +131,13 @@ export class Checkpoints {
     return c;
   }
 
-  /** The stored activations at `pos` of samples offset..offset+n-1. */
-  view(pos: number, offset: number, n: number): Tensor {
+  /** The stored activations at `pos` of samples offset..offset+n-1 (on the device: one whole chunk). */
+  view(pos: number, offset: number, n: number): Value {
+    const d = this.device.get(`${pos}:${offset}`);
+    if (d) {
+      if (d.dims[0] !== n) throw new Error(`checkpoint chunk at image ${offset} holds ${d.dims[0]} images, not ${n}`);
+      return d;
+    }
     const a = this.store.get(pos)!;
     const per = a.length / this.size;
     return { data: a.subarray(offset * per, (offset + n) * per), dims: [n, ...this.sampleDims(pos)] };
@@ -120,8 +149,16 @@ export class Checkpoints {
     return shape && shape.length ? shape.slice(1) : [0];
   }
 
+  /** Bytes held in host memory (device chunks not included). */
   get bytes(): number {
     return [...this.store.values()].reduce((a, x) => a + x.byteLength, 0);
+  }
+
+  /** Frees the device chunks. */
+  dispose(): void {
+    for (const t of this.device.values()) t.dispose();
+    this.device.clear();
+    this.filled.fill(0);
   }
 }
 
@@ -238,8 +275,9 @@ export class Engine {
   }
 
   /** Runs consecutive steps; a run of several is one session (built once, cached). */
-  async runSteps(steps: Step[], x: Tensor): Promise<Tensor> {
-    if (steps.length === 1) return this.runStep(steps[0]!, x);
+  async runSteps(steps: Step[], x: Value): Promise<Tensor> {
+    // A device tensor goes to a session even for one step: the JavaScript kernels read host data.
+    if (steps.length === 1 && isHost(x)) return this.runStep(steps[0]!, x);
     const key = steps.map((st) => this.kernelKey(st)).join('>');
     const { structure: s, graph: g, model } = this.net;
     const session = await this.session(key, `steps ${key}`, () => stepsModel(model.proto, g, s, steps));
@@ -247,7 +285,7 @@ export class Engine {
   }
 
   /** The session cached under `key`, built by `build` the first time. */
-  private session(key: string, label: string, build: () => ModelProto, o?: { arena?: boolean }): Promise<Session> {
+  private session(key: string, label: string, build: () => ModelProto, o?: { arena?: boolean; keep?: string[] }): Promise<Session> {
     let p = this.sessions.get(key);
     if (!p) {
       p = this.rt.create(build(), label, o);
@@ -369,10 +407,30 @@ export class Engine {
   /** One batch, each program from the deepest checkpoint its intact prefix reaches. */
   private async fromCheckpoints(cp: Checkpoints, stepLists: Step[][], x: Tensor, batch: Batch, offset: number, results: EvalResult[]): Promise<void> {
     if (offset + batch.n > cp.size) throw new Error('checkpoints were made for a smaller data set');
+    if (!this.rt.keeps) return this.fromCheckpointsAt(cp, stepLists, x, batch, offset, results);
+    if (!cp.aligned(offset, batch.n)) {
+      // Not whole chunks: from the input, as without checkpoints.
+      for (const [pi, steps] of stepLists.entries()) score(await this.runSteps(steps, x), batch, results[pi]!);
+      return;
+    }
+    const per = x.data.length / batch.n;
+    for (let lo = 0; lo < batch.n; lo += Checkpoints.CHUNK) {
+      const hi = Math.min(batch.n, lo + Checkpoints.CHUNK);
+      const part: Batch = { images: batch.images.subarray(lo * per, hi * per), labels: batch.labels.subarray(lo, hi), indices: batch.indices.slice(lo, hi), n: hi - lo };
+      await this.fromCheckpointsAt(cp, stepLists, { data: part.images, dims: [part.n, ...x.dims.slice(1)] }, part, offset + lo, results);
+    }
+  }
+
+  private async fromCheckpointsAt(cp: Checkpoints, stepLists: Step[][], x: Tensor, batch: Batch, offset: number, results: EvalResult[]): Promise<void> {
     const intact = cp.intact;
     if (!cp.has(offset, batch.n)) {
-      const acts = await this.runSpine(intact, x);
-      for (const p of cp.positions) cp.put(p, offset, acts[p - 1]!);
+      // Only the checkpointed boundaries come out; on a GPU all but the logits stay there.
+      const names = cp.positions.map((p) => (p === intact.length ? 'y' : `reslens_step_${p - 1}`));
+      const key = `spine${this.rt.keeps ? ' kept' : ''}:${intact.map((st) => this.kernelKey(st)).join('>')}`;
+      const { structure: s, graph: g, model } = this.net;
+      const spine = await this.session(key, 'intact spine', () => stepsModel(model.proto, g, s, intact, 'x', 'y', 'spine', true), { keep: names.filter((n) => n !== 'y') });
+      const acts = await spine.runMixed({ x }, names);
+      cp.positions.forEach((p, i) => cp.put(p, offset, acts[names[i]!]!));
       cp.markFilled(offset, batch.n);
     }
     for (const [pi, steps] of stepLists.entries()) {
@@ -381,6 +439,7 @@ export class Engine {
       const c = cp.best(q);
       const from = c === 0 ? x : cp.view(c, offset, batch.n);
       const y = c < steps.length ? await this.runSteps(steps.slice(c), from) : from;
+      if (!isHost(y)) throw new Error('the logits checkpoint is on the device');
       score(y, batch, results[pi]!);
     }
   }

@@ -158,7 +158,7 @@ export class ExactGradients {
     const res = await this.forward.run({ [this.net.input]: x });
     const fwd = new Map<string, Tensor>(Object.entries(res));
     fwd.set(this.net.input, x);
-    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: BigInt64Array.from(labels, (v) => BigInt(v)), dims: [N] } });
+    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: Float32Array.from(labels), dims: [N] } });
     const loss = (lg.loss!.data as Float32Array)[0]!;
     const n = this.n;
     const out: ExactBatch = { images: N, loss, norms: new Float64Array(n + 1), dots: new Float64Array(n + 1), gg: 0, residual2: 0 };

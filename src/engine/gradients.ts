@@ -210,7 +210,7 @@ export class PathGradients {
   ): Promise<{ norms: number[]; loss: number; gradients?: Float64Array[] }> {
     const { structure: s } = this.net;
     const n = labels.length;
-    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: BigInt64Array.from(labels, (v) => BigInt(v)), dims: [n] } });
+    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: Float32Array.from(labels), dims: [n] } });
     const loss = (lg.loss!.data as Float32Array)[0]!;
     // Backward through head and glue after the last block (shared by every sample).
     let g = lg.grad_logits!.data as Float32Array;

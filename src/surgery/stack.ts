@@ -115,7 +115,7 @@ export function stackedChainBackward(model: ModelProto, g: GraphIndex, steps: Ch
   const common = { shapes, reluMasks: true };
   const vjps: Vjp[] = [];
   const opsetNeeded = (v: Vjp) => (vjps.push(v), v);
-  type Built = { kind: 'glue'; glue: Vjp; rank: number } | { kind: 'block'; post: Vjp | null; viaR: Vjp; viaS: Vjp; rank: number };
+  type Built = { kind: 'glue'; glue: Vjp; rank: number } | { kind: 'block'; post: Vjp | null; viaR: Vjp; viaS: Vjp; rank: number; dims: number[] };
   const built = steps.map((st): Built => {
     if ('glue' in st) return { kind: 'glue', glue: opsetNeeded(buildVjp(model, g, { ...common, from: st.glue.from, to: st.glue.to })), rank: shapes.get(st.glue.from)!.length };
     const block = st.block;
@@ -125,16 +125,19 @@ export function stackedChainBackward(model: ModelProto, g: GraphIndex, steps: Ch
       viaR: opsetNeeded(buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: 1 - block.residualSlot }] })),
       viaS: opsetNeeded(buildVjp(model, g, { ...common, from: block.input, to: block.addOutput, cut: [{ node: block.addNode, input: block.residualSlot }] })),
       rank: shapes.get(block.input)!.length,
+      dims: shapes.get(block.input)!.slice(1),
     };
   });
   const opset = Math.max(13, ...vjps.map((v) => opsetOf(v.model)));
   const b = new Builder(g, new Map(), opset);
   const first = steps[0]!;
   const rankIn = 'glue' in first ? shapes.get(first.glue.to)!.length : shapes.get(first.block.output)!.length;
-  const rows = b.op('Slice', [b.op('Shape', [GRAD_OUT]), b.i64([0]), b.i64([1])]);
-  const N = b.op('Div', [rows, b.i64([L0])]);
-  const zero = b.i64([0]);
-  const slice = (t: string, lo: string, hi: string) => b.op('Slice', [t, lo, hi, zero]);
+  // Lengths are cut apart by reshaping [L·N, ...] to [L, N, ...] and slicing lengths with
+  // constants: no arithmetic on the shape, whose int64 ops a GPU provider leaves to the CPU.
+  const byLength = (t: string, lengths: number, dims: number[]) => b.op('Reshape', [t, b.i64([lengths, -1, ...dims])]);
+  const lengthsOf = (t: string, lo: number, hi: number) => b.op('Slice', [t, b.i64([lo]), b.i64([hi]), b.i64([0])]);
+  const flat = (t: string, dims: number[]) => b.op('Reshape', [t, b.i64([-1, ...dims])]);
+  const scaleRows = L0 + built.filter((st) => st.kind === 'block').length - 1;
   let c = b.op('Mul', [GRAD_OUT, perRow(b, SCALE_IN, rankIn)]);
   let L = L0;
   let rank = rankIn;
@@ -149,13 +152,13 @@ export function stackedChainBackward(model: ModelProto, g: GraphIndex, steps: Ch
       continue;
     }
     const masked = st.post ? inline(b, st.post, `${pre}p/`, c, L, shapes, tiled) : c;
-    const LN = b.op('Mul', [N, b.i64([L])]);
-    const r = b.op('Mul', [inline(b, st.viaR, `${pre}r/`, masked, L, shapes, tiled), perRow(b, slice(SCALE_R, zero, LN), st.rank)]);
+    const scaleR = L === scaleRows ? SCALE_R : flat(lengthsOf(byLength(SCALE_R, scaleRows, []), 0, L), []);
+    const r = b.op('Mul', [inline(b, st.viaR, `${pre}r/`, masked, L, shapes, tiled), perRow(b, scaleR, st.rank)]);
     const s = inline(b, st.viaS, `${pre}s/`, masked, L, shapes, tiled);
     if (L === 1) c = b.op('Concat', [s, r], { axis: 0 });
     else {
-      const cut = b.op('Sub', [LN, N]);
-      c = b.op('Concat', [slice(s, zero, N), b.op('Add', [slice(s, N, LN), slice(r, zero, cut)]), slice(r, cut, LN)], { axis: 0 });
+      const [sl, rl] = [byLength(s, L, st.dims), byLength(r, L, st.dims)];
+      c = flat(b.op('Concat', [lengthsOf(sl, 0, 1), b.op('Add', [lengthsOf(sl, 1, L), lengthsOf(rl, 0, L - 1)]), lengthsOf(rl, L - 1, L)], { axis: 0 }), st.dims);
     }
     L++;
     rank = st.rank;

@@ -75,7 +75,8 @@ export function buildVjp(model: ModelProto, g: GraphIndex, spec: VjpSpec): Vjp {
     const list = grads.get(t);
     if (!list || !list.length) return null;
     if (list.length === 1) return list[0]!;
-    const s = b.op('Sum', list);
+    // Adds, not one Sum: onnxruntime 1.30's WebGPU provider has no Sum kernel (it fell back to the CPU).
+    const s = list.slice(1).reduce((acc, t) => b.op('Add', [acc, t]), list[0]!);
     grads.set(t, [s]);
     return s;
   };
@@ -161,17 +162,23 @@ export function withSavedOutputs(model: ModelProto, saved: string[], masks: Map<
 
 /**
  * Gradient of the mean softmax cross-entropy: inputs 'logits' [N, K] float and 'labels' [N]
- * int64; outputs 'grad_logits' = (softmax(logits) - onehot(labels)) / N and 'loss' (scalar).
+ * float (the class index: a GPU provider runs float tensors, not int64 ones); outputs
+ * 'grad_logits' = (softmax(logits) - onehot(labels)) / N and 'loss' (scalar). Every op here
+ * has a WebGPU kernel in onnxruntime 1.30, so the graph runs there without falling back; the
+ * log-softmax is written out (that provider has no LogSoftmax).
  */
 export function buildSoftmaxCrossEntropyGrad(numClasses: number): ModelProto {
   const g = { nodes: [], inputs: [], outputs: [], graph: { input: [] } } as unknown as GraphIndex;
   const b = new Builder(g, new Map(), 13);
   const sm = b.op('Softmax', ['logits'], { axis: 1 });
-  const lsm = b.op('LogSoftmax', ['logits'], { axis: 1 });
-  const classes = b.i64(Array.from({ length: numClasses }, (_, i) => i), [1, numClasses]);
+  // log softmax = z - log Σ exp z, z = logits - max (no overflow).
+  const z = b.op('Sub', ['logits', b.op('ReduceMax', ['logits'], { axes: [1], keepdims: 1 })]);
+  const lsm = b.op('Sub', [z, b.op('Log', [b.op('ReduceSum', [b.op('Exp', [z]), b.i64([1])], { keepdims: 1 })])]);
+  const classes = b.f32(Array.from({ length: numClasses }, (_, i) => i), [1, numClasses]);
   const lab = b.op('Unsqueeze', ['labels', b.i64([1])]);
   const onehot = b.op('Cast', [b.op('Equal', [lab, classes])], { to: DataType.FLOAT });
-  const n = b.op('Cast', [b.op('Gather', [b.op('Shape', ['logits']), b.i64([0], [])], { axis: 0 })], { to: DataType.FLOAT });
+  // N as a float: the sum of one per label (the shape would be int64).
+  const n = b.op('ReduceSum', [b.op('Add', [b.op('Mul', ['labels', b.scalar(0)]), b.scalar(1)])], { keepdims: 0 });
   b.op('Div', [b.op('Sub', [sm, onehot]), n], {}, 'grad_logits');
   const picked = b.op('ReduceSum', [b.op('Mul', [lsm, onehot]), b.i64([1])], { keepdims: 0 });
   b.op('Neg', [b.op('ReduceMean', [picked], { keepdims: 0 })], {}, 'loss');
@@ -181,7 +188,7 @@ export function buildSoftmaxCrossEntropyGrad(numClasses: number): ModelProto {
       nodes: b.nodes,
       inputs: [
         { name: 'logits', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: numClasses }] } } } },
-        { name: 'labels', type: { tensorType: { elemType: DataType.INT64, shape: { dim: [{ dimParam: 'N' }] } } } },
+        { name: 'labels', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }] } } } },
       ],
       outputs: [
         { name: 'grad_logits', type: { tensorType: { elemType: DataType.FLOAT } } },

@@ -15,6 +15,7 @@ import { Runtime, type Device } from '../../src/engine/session.js';
 import type { Placement } from '../../src/engine/placement.js';
 import { changedMode, runConfigurations, runLesion, type LesionMode } from '../../src/studies/lesion.js';
 import { makePlan, runGradients } from '../../src/studies/gradients.js';
+import { exactSession, makeExactPlan, runExact } from '../../src/studies/exact.js';
 
 export const MODEL = 'fixtures/models/resnet20.onnx';
 
@@ -23,9 +24,11 @@ export interface Measurements {
   /** Wrong images of every configuration of each lesion mode, in the study's order. */
   lesion: Record<string, { configs: string[]; wrong: number[]; nonFinite: number[] }>;
   gradients: { k: number; blocks: number[]; norm: number }[];
+  /** The exact decomposition by path length (gradients --exact): per-k norm and share, ‖Σ_k G_k − G‖ / ‖G‖. */
+  exact: { perLength: { k: number; norm: number; share: number }[]; identityError: number };
   explore: { deleted: number[]; wrong: number }[];
-  /** Tensors copied between JavaScript and the device over one gradient batch, and over one explore evaluation. */
-  copies: { gradientBatch: { uploads: number; downloads: number }; exploreEval: { uploads: number; downloads: number } };
+  /** Tensors copied between JavaScript and the device over one gradient batch, and over each explore evaluation (in `explore`'s order). */
+  copies: { gradientBatch: { uploads: number; downloads: number }; exploreEvals: { uploads: number; downloads: number }[] };
   placements: { label: string; placement: Placement }[];
   seconds: Record<string, number>;
 }
@@ -73,26 +76,32 @@ export async function measure(device: Device, o: { limit: number; keepOnDevice?:
     const gradientBatch = { uploads: rt.copies.uploads - before.uploads, downloads: rt.copies.downloads - before.downloads };
     const g = await timed('gradients', () => runGradients(pg, data, plan, { ks: [0, 3, 6, 9], seed: 5 }));
 
+    // The exact recursion: two batches of 8, so that the per-batch sums are merged as well.
+    const exactPlan = makeExactPlan(data.size, { batchSize: batch, limit: 2 * batch });
+    const ex = await timed('exact', async () => (await runExact(await exactSession(rt, net, data, batch), data, exactPlan, 0.9)).summary);
+
     // Explore: one configuration per call, each from the intact activations checkpointed on the first.
     const checkpoints = new Checkpoints(net, data.size);
     const changed = await changedMode(engine, data, { kind: 'delete' }, o.limit);
     const explore: Measurements['explore'] = [];
-    let exploreEval = { uploads: 0, downloads: 0 };
+    const exploreEvals: Measurements['copies']['exploreEvals'] = [];
     await timed('explore', async () => {
       for (const deleted of [[], [4], [4, 7], [0, 8]]) {
         const c0 = { ...rt.copies };
         const [r] = await runConfigurations(engine, data, [{ changed: deleted }], [0], changed, { batch: o.limit, checkpoints });
-        if (deleted.length === 2) exploreEval = { uploads: rt.copies.uploads - c0.uploads, downloads: rt.copies.downloads - c0.downloads };
+        exploreEvals.push({ uploads: rt.copies.uploads - c0.uploads, downloads: rt.copies.downloads - c0.downloads });
         explore.push({ deleted, wrong: r!.total - r!.correct });
       }
     });
+    checkpoints.dispose();
     await data.close();
     return {
       device,
       lesion,
       gradients: g.samples.map((s) => ({ k: s.k, blocks: s.blocks, norm: s.norm })),
+      exact: { perLength: ex.perLength, identityError: ex.identityError },
       explore,
-      copies: { gradientBatch, exploreEval },
+      copies: { gradientBatch, exploreEvals },
       placements: rt.placements.map((p) => ({ label: p.label, placement: p.placement })),
       seconds,
     };
