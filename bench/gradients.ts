@@ -27,7 +27,7 @@
  * of to PyTorch's float32. Exit status 1 when the judged norms differ beyond 1e-3 relative
  * (or the grouped and per-block reslens runs beyond 1e-4), 2 on a usage or run failure.
  *
- *   node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N]
+ *   node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N] [--device D]
  *
  * --exact times the exact decomposition by path length instead (docs/science.md; `reslens
  * gradients --exact`) on the first --limit images in consecutive batches: reslens
@@ -121,7 +121,7 @@ function parse(): Args {
     process.stdout.write(
       'node --import tsx bench/gradients.ts [--model M.onnx] [--batches 5] [--batch 32] [--k 0-N] [--seed 1]\n' +
         '  [--data IDX] [--threads N] [--device cpu|webgpu|cuda] [--weights M.pt] [--python /usr/bin/python3] [--no-torch] [--reference] [--json FILE]\n' +
-        'node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N] [--python /usr/bin/python3]\n',
+        'node --import tsx bench/gradients.ts --exact [--model M.onnx] [--limit 1000] [--batch 32] [--threads N] [--device cpu|webgpu|cuda] [--python /usr/bin/python3] [--no-torch]\n',
     );
     process.exit(0);
   }
@@ -397,7 +397,7 @@ interface ExactResult {
 
 async function exactChild(a: Args): Promise<ExactResult> {
   const t0 = performance.now();
-  const rt = new Runtime({ threads: a.threads });
+  const rt = new Runtime({ threads: a.threads, device: a.device });
   try {
     const net = await openNetwork(rt, a.model);
     const data = await openDataFor(net, { data: a.data, limit: a.limit });
@@ -419,7 +419,7 @@ async function exactChild(a: Args): Promise<ExactResult> {
 async function exactParent(a: Args): Promise<number> {
   const m = machine();
   const arch = path.basename(a.model, '.onnx');
-  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--exact', '--model', a.model, '--data', a.data, '--limit', String(a.limit), '--batch', String(a.batch), '--threads', String(a.threads)];
+  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--exact', '--model', a.model, '--data', a.data, '--limit', String(a.limit), '--batch', String(a.batch), '--threads', String(a.threads), '--device', a.device];
   const ours = (await runJson(process.execPath, argv)) as ExactResult;
   const weights = a.weights ?? path.join(ROOT, 'fixtures', 'weights', `${arch}.pt`);
   const missing = torchMissing(a.python, weights);
@@ -430,7 +430,7 @@ async function exactParent(a: Args): Promise<number> {
   }
   process.stdout.write(`model        ${path.relative(process.cwd(), a.model)}, exact decomposition by path length\n`);
   process.stdout.write(`data         first ${ours.images} images of ${path.relative(process.cwd(), a.data)}, consecutive batches of ${a.batch}\n`);
-  process.stdout.write(`threads      ${a.threads}\nmachine      ${m.line}\n`);
+  process.stdout.write(`threads      ${a.threads}\ndevice       ${a.device}\nmachine      ${m.line}\n`);
   const t = new Table({ head: ['method', 'images', 'seconds', 'images/s', 'vs reslens', 'setup s', 'peak RSS MB', 'identity'], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
   const rows = theirs ? [ours, theirs] : [ours];
   const label = { reslens: 'reslens (stacked backward, one call per chain of blocks)', torch: 'PyTorch float32 autograd (a backward per length per block)' };
@@ -449,7 +449,7 @@ async function exactParent(a: Args): Promise<number> {
     process.stdout.write(`reslens vs PyTorch float32: norms within ${norm.toExponential(2)}, shares (above 1e-3) within ${share.toExponential(2)}${ok ? '' : ' FAIL'}\n`);
     process.stdout.write(`reslens is ${(theirs.seconds / ours.seconds).toFixed(2)}× PyTorch's speed\n`);
   } else process.stdout.write(`torch: skipped (${missing ?? '--no-torch'})\n`);
-  if (a.json) writeFileSync(a.json, JSON.stringify({ model: a.model, limit: a.limit, batch: a.batch, threads: a.threads, machine: m, methods: rows }, null, 2) + '\n');
+  if (a.json) writeFileSync(a.json, JSON.stringify({ model: a.model, limit: a.limit, batch: a.batch, threads: a.threads, device: a.device, machine: m, methods: rows }, null, 2) + '\n');
   return ok ? 0 : 1;
 }
 

@@ -16,15 +16,6 @@ const CHROMIUM = '/usr/lib/chromium';
 const ICD = path.join(CHROMIUM, 'vk_swiftshader_icd.json');
 const LIMIT = 16;
 
-/**
- * Ops that may run on the CPU, only in the softmax cross-entropy gradient (a [batch, classes]
- * graph run once per batch), and why: onnxruntime 1.30's WebGPU provider has no LogSoftmax
- * kernel, and runs no int64 tensors unless asked, so the label's one-hot (Unsqueeze, Equal, the
- * Cast of its result) and the batch size read off the shape (Gather, Cast) stay on the CPU.
- */
-const LOSS_FALLBACK = new Set(['LogSoftmax', 'Unsqueeze', 'Equal', 'Gather', 'Cast']);
-const LOSS = 'softmax cross-entropy gradient';
-
 let xdg: string;
 /** What SwiftShader needs at process start (loader, driver file, a runtime directory for Dawn). */
 function swiftshaderEnv(): NodeJS.ProcessEnv {
@@ -88,19 +79,47 @@ test('explore\'s evaluation path (checkpointed intact activations) on WebGPU cou
   assert.ok(cpu.explore.some((e) => e.wrong !== cpu.explore[0]!.wrong));
 });
 
-test('every node of the fused lesion graphs, the forward and the backward graphs runs on WebGPU; only the loss gradient\'s named ops fall back', async () => {
+test('exact decomposition by path length on WebGPU: per-length norms and shares equal the CPU\'s to 1e-5', async () => {
+  const [g, cpu] = await measured();
+  const [ge, ce] = [g.exact, cpu.exact];
+  assert.equal(ge.perLength.length, 10); // resnet20: lengths 0-9
+  assert.deepEqual(ge.perLength.map((p) => p.k), ce.perLength.map((p) => p.k));
+  ce.perLength.forEach((c, k) => {
+    const w = ge.perLength[k]!;
+    assert.ok(c.norm > 0, `k=${k}`);
+    assert.ok(Math.abs(w.norm - c.norm) <= 1e-5 * c.norm, `k=${k}: norm ${w.norm} against the CPU's ${c.norm}`);
+    assert.ok(Math.abs(w.share - c.share) <= 1e-5 * Math.abs(c.share), `k=${k}: share ${w.share} against the CPU's ${c.share}`);
+  });
+  // The lengths add up to the full gradient on the device too.
+  assert.ok(ge.identityError < 1e-5, String(ge.identityError));
+});
+
+test('explore keeps its checkpoints on the device: after the first evaluation an evaluation uploads nothing and downloads only the logits', async () => {
+  const [g, cpu] = await measured();
+  // Evaluations [], [4], [4, 7], [0, 8] on 16 images (one chunk). The first runs the intact
+  // spine: the images up, the logits down, every other checkpoint kept there. With the
+  // checkpoints in host memory each later one uploaded its checkpoint, and the first
+  // downloaded every checkpoint.
+  assert.deepEqual(g.copies.exploreEvals, [
+    { uploads: 1, downloads: 1 },
+    { uploads: 0, downloads: 1 },
+    { uploads: 0, downloads: 1 },
+    { uploads: 0, downloads: 1 },
+  ]);
+  assert.ok(cpu.copies.exploreEvals.every((c) => c.uploads === 0 && c.downloads === 0));
+});
+
+test('every node of the fused lesion graphs, the forward, loss and backward graphs, the exact recursion\'s and explore\'s runs on WebGPU', async () => {
   const [g] = await measured();
   const labels = g.placements.map((p) => p.label);
   assert.ok(labels.some((l) => /^\d+ programs$/.test(l)), `no fused lesion session among ${labels.join(', ')}`);
   assert.ok(labels.includes('forward with saved tensors'));
   assert.ok(labels.filter((l) => l.startsWith('backward blocks')).length >= 3);
   assert.ok(labels.includes('intact spine'), 'explore\'s checkpoint session');
+  assert.ok(labels.includes('softmax cross-entropy gradient'));
+  assert.ok(labels.filter((l) => l.startsWith('exact: blocks')).length >= 3);
   for (const { label, placement: p } of g.placements) {
     assert.ok(p.nodes > 0, label);
-    if (label === LOSS) {
-      for (const op of Object.keys(p.fellBack)) assert.ok(LOSS_FALLBACK.has(op), `${label}: ${op} fell back to the CPU`);
-      continue;
-    }
     assert.deepEqual(p.fellBack, {}, `${label}: nodes fell back to the CPU`);
     assert.equal(p.onDevice, p.nodes, label);
     assert.equal(p.copies, 0, `${label}: onnxruntime copied tensors inside the session`);
