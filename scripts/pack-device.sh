@@ -7,7 +7,11 @@
 #   mkdir -p /tmp/r && tar xJf .device/bundle.tar.xz -C /tmp/r && cd /tmp/r && bash scripts/device-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+# (In a git worktree .git is a file; the exclude list is in the common git directory.)
+exclude="$(git rev-parse --git-common-dir)/info/exclude"
+mkdir -p "$(dirname "$exclude")"
+grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
+
 rm -rf .device && mkdir -p .device/stage/bin
 npm run -s build
 cp "$(readlink -f "$(command -v node)")" .device/stage/bin/node
