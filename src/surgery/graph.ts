@@ -192,6 +192,37 @@ export function extractSubmodel(
 export function withOutputs(model: ModelProto, tensors: string[]): ModelProto {
   const g = model.graph!;
   const have = new Set((g.output ?? []).map((o) => o.name));
-  const extra = tensors.filter((t) => !have.has(t)).map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } }));
+  const types = elemTypes(g);
+  const extra = tensors.filter((t) => !have.has(t)).map((name) => ({ name, type: { tensorType: { elemType: types.get(name) ?? DataType.FLOAT } } }));
   return { ...model, graph: { ...g, output: [...(g.output ?? []), ...extra] } };
+}
+
+/** Ops whose output is int64 whatever their input (ONNX operator definitions). */
+const INT64_OUT = new Set(['Shape', 'Size', 'NonZero', 'ArgMax', 'ArgMin']);
+/** Ops whose output is bool. */
+const BOOL_OUT = new Set(['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf']);
+
+/**
+ * Element types of every tensor, propagated in node order from the inputs, initializers and
+ * Constants: shape ops give int64, Cast its `to`, comparisons bool, Where its branches' type,
+ * anything else its first input's. torchvision's vit_b_16 computes its class token's batch
+ * from Shape and Gather; a backward that saved those tensors declared them float, which
+ * onnxruntime refuses.
+ */
+function elemTypes(g: GraphProto): Map<string, number> {
+  const t = new Map<string, number>();
+  for (const v of [...(g.input ?? []), ...(g.valueInfo ?? [])]) if (v.type?.tensorType?.elemType) t.set(v.name!, v.type.tensorType.elemType);
+  for (const init of g.initializer ?? []) if (init.dataType) t.set(init.name!, init.dataType);
+  for (const n of g.node ?? []) {
+    const op = n.opType ?? '';
+    let type: number | undefined;
+    if (INT64_OUT.has(op)) type = DataType.INT64;
+    else if (BOOL_OUT.has(op)) type = DataType.BOOL;
+    else if (op === 'Cast') type = Number(n.attribute?.find((a) => a.name === 'to')?.i ?? DataType.FLOAT);
+    else if (op === 'Constant') type = n.attribute?.find((a) => a.name === 'value')?.t?.dataType ?? (n.attribute?.some((a) => a.name === 'value_ints' || a.name === 'value_int') ? DataType.INT64 : DataType.FLOAT);
+    else if (op === 'Where') type = t.get(n.input?.[1] ?? '');
+    else type = t.get(n.input?.[0] ?? '');
+    for (const o of n.output ?? []) if (o && !t.has(o)) t.set(o, type ?? DataType.FLOAT);
+  }
+  return t;
 }
