@@ -145,7 +145,66 @@ export class Builder {
       const a = getAttr(this.g.nodes[p]!, 'value_int');
       if (a) return [attrInt(this.g.nodes[p]!, 'value_int', 0)];
     }
+    // Exporters compute some of these from shapes (torchvision's vit_b_16 slices q, k and v
+    // with starts taken from Shape): with the batch fixed, the shapes are static, so is the value.
+    const folded = this.shapeValue(t, 0);
+    if (folded) return folded;
     throw new UserError(`node '${node.name}' (${node.opType}): its ${what} must be a constant for reslens gradients`);
+  }
+
+  /**
+   * The value of a small integer tensor computed only from static shapes and constants
+   * (Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast, Reshape, Add, Sub, Mul, Div),
+   * flattened; undefined when it depends on data.
+   */
+  shapeValue(t: string, depth: number): number[] | undefined {
+    if (depth > 64) return undefined;
+    const c = this.constTensor(t);
+    if (c) return c.dataType === DataType.FLOAT ? undefined : tensorInts(c);
+    const p = this.g.producer.get(t);
+    if (p === undefined) return undefined;
+    const n = this.g.nodes[p]!;
+    const ins = n.input ?? [];
+    const arg = (i: number) => (ins[i] ? this.shapeValue(ins[i]!, depth + 1) : undefined);
+    switch (n.opType) {
+      case 'Constant': {
+        const vi = attrInts(n, 'value_ints', []);
+        return vi.length ? vi : getAttr(n, 'value_int') ? [attrInt(n, 'value_int', 0)] : undefined;
+      }
+      case 'Shape': {
+        const s = this.shapes.get(ins[0]!);
+        if (!s) return undefined;
+        const r = s.length;
+        const clamp = (v: number) => Math.min(r, Math.max(0, v < 0 ? v + r : v));
+        return s.slice(clamp(attrInt(n, 'start', 0)), getAttr(n, 'end') ? clamp(attrInt(n, 'end', r)) : r);
+      }
+      case 'Gather': {
+        const data = arg(0), idx = arg(1);
+        if (!data || !idx || attrInt(n, 'axis', 0) !== 0) return undefined;
+        return idx.map((i) => data[i < 0 ? i + data.length : i]!);
+      }
+      case 'Unsqueeze': case 'Squeeze': case 'Cast': case 'Reshape': case 'Identity':
+        return arg(0);
+      case 'Concat': {
+        const parts = ins.map((_, i) => arg(i));
+        return parts.every((x) => x) ? parts.flat() as number[] : undefined;
+      }
+      case 'Slice': {
+        const data = arg(0), st = arg(1), en = arg(2);
+        if (!data || !st || !en || (ins[3] && (arg(3)?.[0] ?? 0) !== 0) || (ins[4] && (arg(4)?.[0] ?? 1) !== 1)) return undefined;
+        const L = data.length, c = (v: number) => Math.min(L, Math.max(0, v < 0 ? v + L : v));
+        return data.slice(c(st[0]!), c(en[0]!));
+      }
+      case 'Add': case 'Sub': case 'Mul': case 'Div': {
+        const a = arg(0), b = arg(1);
+        if (!a || !b || (a.length !== b.length && a.length !== 1 && b.length !== 1)) return undefined;
+        const len = Math.max(a.length, b.length);
+        const f = { Add: (x: number, y: number) => x + y, Sub: (x: number, y: number) => x - y, Mul: (x: number, y: number) => x * y, Div: (x: number, y: number) => Math.trunc(x / y) }[n.opType];
+        return Array.from({ length: len }, (_, i) => f(a[a.length === 1 ? 0 : i]!, b[b.length === 1 ? 0 : i]!));
+      }
+      default:
+        return undefined;
+    }
   }
 
   /** Static shape of a forward tensor (batch dim included), from the probe. */
