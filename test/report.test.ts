@@ -2,8 +2,8 @@
  * reslens report and merge, as a user runs them (dist/cli.js): the schema file matches the zod
  * definitions; every command's --json output validates against its part of the schema; a
  * report is reproducible from its seeds; a run killed at a random moment and resumed, and four
- * shards merged, give the uninterrupted run's report (timings aside); the HTML page draws its
- * six plots in headless Chromium.
+ * shards merged, give the uninterrupted run's report (timings aside), the exact part included;
+ * the HTML page draws its seven plots in headless Chromium.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -18,7 +18,7 @@ import { openDataset } from '../src/loader/data/index.js';
 import { encodeModel } from '../src/loader/proto.js';
 import { Random } from '../src/random.js';
 import { captions, COLORS, renderHtml } from '../src/report/html.js';
-import { GradientsDoc, InspectDoc, LesionDoc, PathsDoc, Report, schemaText, withoutTimings } from '../src/report/schema.js';
+import { ExactDoc, GradientsDoc, InspectDoc, LesionDoc, PathsDoc, Report, schemaText, withoutTimings } from '../src/report/schema.js';
 import { intactProgram } from '../src/surgery/split.js';
 import { buildNet } from './helpers/build.js';
 import { writeNpy } from './helpers/npy.js';
@@ -75,7 +75,7 @@ function run(...args: string[]) {
 const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 const CPU = ['--device', 'cpu', '--threads', '1'];
 /** Every run of the same report uses these options (the batch size is recorded in the config). */
-const REPORT = [model, '--data', xs, ...CPU, '--k', '1,2,3', '--samples', '4', '--swaps', '3', '--gradient-samples', '6', '--batch', '4', '--compare', plain];
+const REPORT = [model, '--data', xs, ...CPU, '--k', '1,2,3', '--samples', '4', '--swaps', '3', '--gradient-samples', '6', '--batch', '4', '--exact', '--exact-batch', '16', '--compare', plain];
 const NO_COMPARE = REPORT.slice(0, -2);
 
 // ------------------------------------------------------------------ JSON Schema
@@ -117,8 +117,9 @@ function validate(schema: any, value: unknown, root: any = schema, at = '$'): st
 }
 
 const committed = JSON.parse(readFileSync('schemas/report.schema.json', 'utf8'));
-function conforms(part: 'Inspect' | 'Lesion' | 'Paths' | 'Gradients' | 'Report', doc: unknown) {
-  const zodSchema = { Inspect: InspectDoc, Lesion: LesionDoc, Paths: PathsDoc, Gradients: GradientsDoc, Report }[part];
+type Part = 'Inspect' | 'Lesion' | 'Paths' | 'Gradients' | 'Exact';
+function conforms(part: Part | 'Report', doc: unknown) {
+  const zodSchema = { Inspect: InspectDoc, Lesion: LesionDoc, Paths: PathsDoc, Gradients: GradientsDoc, Exact: ExactDoc, Report }[part];
   const z = zodSchema.safeParse(doc);
   assert.ok(z.success, `${part} (zod): ${z.success ? '' : JSON.stringify(z.error.issues.slice(0, 3))}`);
   const errs = validate(part === 'Report' ? committed : committed.$defs[part], doc, committed);
@@ -130,7 +131,7 @@ test('schemas/report.schema.json is what scripts/gen-schema.ts makes of the zod 
 });
 
 test("every command's --json output is its part of the report schema", () => {
-  const outs: [string, 'Inspect' | 'Lesion' | 'Paths' | 'Gradients', string[]][] = [
+  const outs: [string, Part, string[]][] = [
     ['inspect', 'Inspect', ['inspect', model, '--json']],
     ['inspect plain', 'Inspect', ['inspect', plain, '--json']],
     ['lesion', 'Lesion', ['lesion', model, '--data', xs, '--limit', '100', ...CPU, '--k', '1,2', '--samples', '2', '--reorder', '--swaps', '2', '--delete', '1,2', '--json']],
@@ -138,6 +139,8 @@ test("every command's --json output is its part of the report schema", () => {
     ['paths', 'Paths', ['paths', model, '--json']],
     ['paths --blocks', 'Paths', ['paths', '--blocks', '54', '--pL', '0.5', '--range', '19-35', '--json']],
     ['gradients', 'Gradients', ['gradients', model, '--data', xs, '--limit', '100', ...CPU, '--samples', '2', '--json']],
+    ['gradients --exact', 'Exact', ['gradients', model, '--exact', '--data', xs, '--limit', '100', ...CPU, '--json']],
+    ['gradients --exact --samples', 'Exact', ['gradients', model, '--exact', '--samples', '2', '--data', xs, '--limit', '100', ...CPU, '--json']],
   ];
   const fixture = path.resolve('fixtures/models/resnet20.onnx');
   if (existsSync(fixture)) {
@@ -171,7 +174,10 @@ test('report: one document that validates, whose parts are the commands\' output
   assert.deepEqual(doc.seeds, { lesion: 0, gradients: 1 });
   assert.equal(doc.model.metadata['reslens.input_size'], '8,8');
   assert.equal(doc.data.size, N);
-  for (const p of ['inspect', 'lesion', 'reorder', 'paths', 'gradients', 'compare']) assert.ok(doc.timings.parts[p] >= 0, `seconds of ${p}`);
+  for (const p of ['inspect', 'lesion', 'reorder', 'paths', 'gradients', 'exact', 'compare']) assert.ok(doc.timings.parts[p] >= 0, `seconds of ${p}`);
+  assert.equal(doc.exact.exact.images, N);
+  assert.equal(doc.exact.exact.batches, Math.ceil(N / 16));
+  assert.ok(doc.exact.exact.identityError < 1e-5, `identity error ${doc.exact.exact.identityError}`);
   assert.ok(doc.lesion.single.some((s: { error: number }) => s.error !== doc.lesion.baseline.error), 'deleting blocks changes the error');
 
   // Each part is what the command writes with the same options (timings aside).
@@ -185,6 +191,7 @@ test('report: one document that validates, whose parts are the commands\' output
   same('lesion', ['lesion', model, '--data', xs, ...CPU, '--batch', '4', '--k', '1,2,3', '--samples', '4', '--reorder', '--swaps', '3', '--json']);
   same('compare', ['lesion', plain, '--data', xs, ...CPU, '--batch', '4', '--k', '1,2,3', '--samples', '4', '--json']);
   same('gradients', ['gradients', model, '--data', xs, ...CPU, '--samples', '6', '--json']);
+  same('exact', ['gradients', model, '--exact', '--data', xs, ...CPU, '--batch', '16', '--json']);
 
   // The same seeds give the same measurements; another seed other subsets.
   const again = path.join(dir, 'again.json');
@@ -253,6 +260,32 @@ test('report killed at random moments (SIGKILL) and resumed equals the uninterru
   const otherSeed = run('report', ...REPORT, '--seed', '3', '-o', out, '--resume');
   assert.equal(otherSeed.code, 2);
   assert.match(otherSeed.err, /already exists/);
+});
+
+test('report --exact killed after some of its batches and resumed equals the uninterrupted run', async () => {
+  const ONLY_EXACT = [model, '--data', xs, ...CPU, '--no-inspect', '--no-lesion', '--no-reorder', '--no-paths', '--no-gradients', '--exact', '--exact-batch', '8'];
+  const whole = path.join(dir, 'exact-whole.json');
+  const w = run('report', ...ONLY_EXACT, '-o', whole);
+  assert.equal(w.code, 0, w.err);
+  const total = Math.ceil(N / 8);
+  assert.equal(json(whole).exact.exact.batches, total);
+  const out = path.join(dir, 'exact-killed.json');
+  const partial = `${out}.partial`;
+  const child = spawn(process.execPath, [CLI, 'report', ...ONLY_EXACT, '--progress', 'json', '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  // Killed once the progress says two exact batches are done, however loaded the machine is.
+  const t0 = Date.now();
+  while (!/"phase":"exact","done":([2-9]|\d\d)/.test(err) && Date.now() - t0 < 120000) await new Promise((res) => setTimeout(res, 20));
+  child.kill('SIGKILL');
+  await exited;
+  const kept = JSON.parse(readFileSync(partial, 'utf8')).parts.exact.finished.length;
+  assert.ok(kept >= 2 && kept < total, `the progress file holds ${kept} of ${total} batches`);
+  const r = run('report', ...ONLY_EXACT, '-o', out, '--resume');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, new RegExp(`exact: resuming with ${kept} of ${total} batches done`));
+  assert.deepEqual(withoutTimings(json(out)), withoutTimings(json(whole)));
 });
 
 test('resume refuses other options and bad files; a progress file is not silently replaced', () => {
@@ -324,7 +357,7 @@ function findChromium(): string | null {
   return null;
 }
 
-test('the HTML page draws its six plots in headless Chromium', (t) => {
+test('the HTML page draws its seven plots in headless Chromium', (t) => {
   assert.ok(existsSync(referenceHtml), 'needs the reference report');
   const html = readFileSync(referenceHtml, 'utf8');
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'no scripts and no network references');
@@ -350,7 +383,7 @@ for (const f of document.querySelectorAll('figure.plot')) {
     assert.equal(r.status, 0, r.stderr);
     const counts = new Map([...r.stdout.matchAll(/<pre class="count">plot-(\S+) (\d+) (\S*)<\/pre>/g)].map((m) => [m[1]!, { n: Number(m[2]), kinds: m[3]! }]));
     t.diagnostic(JSON.stringify(Object.fromEntries(counts)));
-    const expect: Record<string, RegExp> = { single: /mark-symbol/, k: /mark-line/, tau: /mark-symbol/, paths: /mark-rect/, gradients: /mark-symbol/, contribution: /mark-line/ };
+    const expect: Record<string, RegExp> = { single: /mark-symbol/, k: /mark-line/, tau: /mark-symbol/, paths: /mark-rect/, gradients: /mark-symbol/, contribution: /mark-line/, exact: /mark-line/ };
     assert.deepEqual([...counts.keys()], Object.keys(expect));
     for (const [plot, kind] of Object.entries(expect)) {
       const c = counts.get(plot)!;
@@ -412,30 +445,41 @@ test('HTML plots: one colour per concept, distinct swap counts, captions that na
   const withSd = { ...doc, paths: { ...doc.paths, stochasticDepth: { survival: [1, 0.5], source: 'test', distribution: doc.paths.distribution.map((d: { probability: number }) => d.probability), summary: { mean: 3, sd: 1, mode: 3 }, shortestRange95: { lo: 1, hi: 5, held: 0.95 } } } };
   assert.match(captions(withSd).paths.title, /red line: lengths sampled in training with stochastic depth/);
   assert.match(figures(await renderHtml(withSd)).get('paths')!, new RegExp(`stroke="${COLORS.stochasticDepth}"`));
+  // The exact shares in the model's colour, the sampled estimate of the gradients part beside
+  // them in its own; without the gradients part the caption and the plot have only the exact series.
+  const n = doc.exact.n;
+  const exactFills = points(figs.get('exact')!).map((p) => p.fill);
+  assert.equal(exactFills.filter((f) => f === COLORS.model).length, n + 1);
+  assert.equal(exactFills.filter((f) => f === COLORS.sampled).length, doc.gradients.ks.length);
+  assert.match(captions(doc).exact.title, /exact .*brown, the sampled estimate/);
+  const exactOnly = { ...doc, gradients: null };
+  assert.doesNotMatch(captions(exactOnly).exact.title, /brown|sampled/);
+  assert.deepEqual(new Set(points(figures(await renderHtml(exactOnly)).get('exact')!).map((p) => p.fill)), new Set([COLORS.model]));
+  assert.match(captions({ ...doc, exact: null }).exact.missing, /--exact/);
 });
 
-test('the HTML page of a real report as a person sees it: a headless Chromium screenshot with all six plots drawn', (t) => {
+test('the HTML page of a real report as a person sees it: a headless Chromium screenshot with all seven plots drawn', (t) => {
   const chromium = findChromium();
   assert.ok(chromium, 'chromium is not installed: apt-get install chromium');
   // Kept after the test, so the screenshot can be looked at (its folder is printed).
   const shots = mkdtempSync(path.join(os.tmpdir(), 'reslens-report-screenshot-'));
   const html = path.join(shots, 'resnet20.html');
   const r = run('report', 'fixtures/models/resnet20.onnx', '--compare', 'fixtures/models/plain20.onnx', '--limit', '100', ...CPU, '--samples', '4', '--swaps', '5',
-    '--gradient-samples', '2', '--gradient-batch', '8', '-o', path.join(shots, 'resnet20.json'), '--html', html);
+    '--gradient-samples', '2', '--gradient-batch', '8', '--exact', '--exact-batch', '25', '-o', path.join(shots, 'resnet20.json'), '--html', html);
   assert.equal(r.code, 0, r.err);
   const png = path.join(shots, 'resnet20.png');
   const profile = mkdtempSync(path.join(os.tmpdir(), 'reslens-chromium-'));
   const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
     '--hide-scrollbars', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0'];
   try {
-    const shot = spawnSync(chromium, [...flags, '--window-size=1440,1500', `--screenshot=${png}`, `file://${html}`], { encoding: 'utf8', timeout: 90000 });
+    const shot = spawnSync(chromium, [...flags, '--window-size=1440,1900', `--screenshot=${png}`, `file://${html}`], { encoding: 'utf8', timeout: 90000 });
     assert.equal(shot.status, 0, shot.stderr);
     const dom = spawnSync(chromium, [...flags, '--dump-dom', `file://${html}`], { encoding: 'utf8', timeout: 90000 });
     assert.equal(dom.status, 0, dom.stderr);
     for (const err of [shot.stderr, dom.stderr]) assert.doesNotMatch(err, /CONSOLE.*(Uncaught|Error)|Failed to load resource/, 'the page logs no errors');
-    // As the browser built it: six figures, each with its SVG and data marks.
+    // As the browser built it: seven figures, each with its SVG and data marks.
     const built = figures(dom.stdout);
-    assert.deepEqual([...built.keys()], ['single', 'k', 'tau', 'paths', 'gradients', 'contribution']);
+    assert.deepEqual([...built.keys()], ['single', 'k', 'tau', 'paths', 'gradients', 'contribution', 'exact']);
     for (const [name, svg] of built) assert.match(svg, /<svg[^>]*>.*class="mark-\w+ role-mark/s, `${name} has no drawn marks`);
   } finally {
     rmSync(profile, { recursive: true, force: true });
@@ -444,13 +488,13 @@ test('the HTML page of a real report as a person sees it: a headless Chromium sc
   return checkScreenshot(png);
 });
 
-/** Not blank, and the model's, the --compare network's and the downsampling colours cover visible areas (the plots were painted, not only built). */
+/** Not blank, and the model's, the --compare network's, the downsampling and the sampled estimate's colours cover visible areas (the plots were painted, not only built). */
 async function checkScreenshot(png: string): Promise<void> {
   const sharp = (await import('sharp')).default;
   const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   assert.equal(info.width, 1440);
   let ink = 0;
-  const near: Record<string, number> = { model: 0, compare: 0, downsampling: 0 };
+  const near: Record<string, number> = { model: 0, compare: 0, downsampling: 0, sampled: 0 };
   const targets = Object.keys(near).map((k) => [k, rgb(COLORS[k as keyof typeof COLORS])] as const);
   for (let i = 0; i < data.length; i += 3) {
     const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];

@@ -13,7 +13,7 @@ import { checkOutput, toJson, writeFileAtomic } from '../files.js';
 import { lockOutput } from '../report/lock.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { renderHtml } from '../report/html.js';
-import { compareLesionPlan, gradientPlan, mainLesionPlan } from '../report/plan.js';
+import { compareLesionPlan, exactPlan, gradientPlan, mainLesionPlan } from '../report/plan.js';
 import { reslensVersion, runReport } from '../report/run.js';
 import { Report, ReportState, SCHEMA_VERSION, type NetworkDesc, type ReportConfig } from '../report/schema.js';
 import { assemble, checkReport, configDifferences, readState, removeStaleTemps, saveState } from '../report/state.js';
@@ -45,6 +45,12 @@ export function renderReportSummary(r: Report): string {
   if (r.paths) out.push(`path lengths: mean ${r.paths.summary.mean.toFixed(2)}, sd ${r.paths.summary.sd.toFixed(2)}; 95% of paths have length ${r.paths.shortestRanges[1]!.lo}-${r.paths.shortestRanges[1]!.hi}`);
   const g = r.gradients;
   if (g?.effective.range) out.push(`effective paths: lengths ${g.effective.range.lo}-${g.effective.range.hi} carry ${(g.effective.range.mass * 100).toFixed(1)}% of the gradient`);
+  const x = r.exact?.exact;
+  if (x) {
+    const [lo, hi] = x.effectiveRange;
+    const held = x.perLength.slice(lo, hi + 1).reduce((a, p) => a + p.share, 0);
+    out.push(`exact decomposition (${x.images} images): lengths ${lo}-${hi} hold ${(held * 100).toFixed(1)}% of the gradient; identity error ${x.identityError.toExponential(1)}`);
+  }
   if (r.compare) {
     const c = r.compare;
     out.push(`compared with ${shown(c.model.path)}: baseline ${pct(c.baseline.error)}${c.k.length ? `; ${c.k.map((x) => `k=${x.k} ${pct(x.mean)}`).join(', ')}` : ''}`);
@@ -96,10 +102,13 @@ export function registerReport(program: Command): void {
     .addOption(new Option('--gradient-k <list>', 'path lengths to sample (default: all, 0-n)'))
     .addOption(new Option('--gradient-batch <n>', 'images per gradient batch').argParser(positiveInt('--gradient-batch', 65536)).default(32))
     .addOption(new Option('--gradient-seed <n>', 'seed for the gradient batches and block subsets').argParser(seedArg('--gradient-seed')).default(1))
+    .addOption(new Option('--exact', 'also split the gradient exactly by path length on consecutive batches (every path; as gradients --exact)'))
+    .addOption(new Option('--exact-batch <n>', 'images per batch of the exact decomposition').argParser(positiveInt('--exact-batch', 65536)).default(32))
     .addOption(new Option('--mass <m>', 'share of the total gradient the effective range must hold').argParser(shareArg('--mass')).default(0.9))
     .addHelpText('after', `
 Examples:
   reslens report fixtures/models/resnet20.onnx -o report.json --html report.html
+  reslens report fixtures/models/resnet56.onnx --exact -o report.json --html report.html
   reslens report model.onnx --data test_batch.bin --compare plain.onnx --k 1-10 --samples 20 -o r.json
   reslens report model.onnx --data d.npy -o r.json --resume          # after Ctrl-C or a crash: carry on
   reslens report model.onnx --data d.npy --shard 2/8 -o shard-2.json # then: reslens merge shard-*.json -o r.json`);
@@ -132,6 +141,8 @@ interface ReportFlags extends DataFlags, RuntimeFlags, PreprocessFlags {
   gradientK?: string;
   gradientBatch: number;
   gradientSeed: number;
+  exact?: boolean;
+  exactBatch: number;
   mass: number;
   batch?: number;
 }
@@ -200,6 +211,7 @@ async function reportLocked(modelPath: string, o: ReportFlags, mode: LesionMode,
       if (parts.lesion || parts.reorder) mainLesionPlan(desc, config);
       if (cdesc) compareLesionPlan(cdesc, config);
       if (parts.gradients) gradientPlan(desc.n, data.size, config);
+      if (parts.exact) exactPlan(data.size, config);
       const dataRef = { description: data.description, size: data.size, sha256: await data.sha256(), classes: data.classes };
       const modelRef = { path: modelPath, sha256: net.model.sha256, metadata: net.model.metadata };
       const comparison = cmp && cdesc
@@ -217,7 +229,7 @@ async function reportLocked(modelPath: string, o: ReportFlags, mode: LesionMode,
       const fresh: ReportState = {
         schemaVersion: SCHEMA_VERSION, kind: 'partial', reslens: reslensVersion(), onnxruntime: await onnxruntimeVersion(), device,
         config, shard, model: modelRef, data: dataRef, network: desc, comparison, notes, startedAt: new Date().toISOString(),
-        parts: { inspect: null, paths: null, lesion: null, reorder: null, compare: null, gradients: null },
+        parts: { inspect: null, paths: null, lesion: null, reorder: null, compare: null, gradients: null, exact: null },
       };
       const state = prior ? resumable(prior, fresh, partial) : fresh;
       saveState(partial, state);
@@ -239,6 +251,7 @@ function reportParts(o: ReportFlags, desc: NetworkDesc, mode: LesionMode): { par
     reorder: !!o.reorder && residual,
     paths: !!o.paths && residual,
     gradients: !!o.gradients && residual,
+    exact: !!o.exact && residual,
     compare: !!o.compare,
   };
   const notes: string[] = [];
@@ -246,6 +259,7 @@ function reportParts(o: ReportFlags, desc: NetworkDesc, mode: LesionMode): { par
   if (o.reorder && !parts.reorder) notes.push(`reorder: only residual networks can be reordered (this one is ${desc.kind})`);
   if (o.paths && !parts.paths) notes.push(`paths: a ${desc.kind} network has no residual blocks, so no paths`);
   if (o.gradients && !parts.gradients) notes.push(`gradients: a ${desc.kind} network has no residual blocks, so no paths to restrict gradients to`);
+  if (o.exact && !parts.exact) notes.push(`exact: a ${desc.kind} network has no residual blocks, so no paths to split the gradient by`);
   if (parts.lesion) checkMode(desc.kind, mode);
   return { parts, notes };
 }
@@ -273,6 +287,7 @@ function reportConfig(o: ReportFlags, parts: ReportConfig['parts'], mode: Lesion
     gradientSamples: o.gradientSamples,
     gradientBatch: o.gradientBatch,
     gradientSeed: o.gradientSeed,
+    exactBatch: o.exactBatch,
     mass: o.mass,
     limit: o.limit ?? null,
     compare: o.compare ?? null,

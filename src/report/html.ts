@@ -1,5 +1,5 @@
 /**
- * `--html FILE`: the report as one self-contained page. The six plots are vega-lite specs
+ * `--html FILE`: the report as one self-contained page. The plots are vega-lite specs
  * rendered to SVG here in Node and written inline, so the page needs no script and no network.
  */
 import path from 'node:path';
@@ -7,7 +7,7 @@ import type { Report } from './schema.js';
 
 type Spec = Record<string, unknown>;
 
-export const PLOTS = ['single', 'k', 'tau', 'paths', 'gradients', 'contribution'] as const;
+export const PLOTS = ['single', 'k', 'tau', 'paths', 'gradients', 'contribution', 'exact'] as const;
 export type PlotName = (typeof PLOTS)[number];
 
 const W = 560;
@@ -15,7 +15,8 @@ const H = 240;
 
 /**
  * One colour per concept on every chart: the measured model, the --compare network, downsampling
- * blocks, means over random samples, stochastic depth, the effective paths. Counts that are only
+ * blocks, means over random samples, stochastic depth, the effective paths, the sampled estimate
+ * beside the exact decomposition. Counts that are only
  * labels (the swap counts) take a categorical scheme that avoids these.
  */
 export const COLORS = {
@@ -26,6 +27,7 @@ export const COLORS = {
   stochasticDepth: '#e45756',
   effective: '#54a24b',
   baseline: '#666666',
+  sampled: '#9d755d',
 } as const;
 const SWAP_COLORS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#17becf', '#bcbd22', '#8c564b'];
 
@@ -242,10 +244,47 @@ function contributionSpec(r: Report): Spec | null {
   return { layer };
 }
 
+const EXACT = 'exact (every path)';
+const SAMPLED = 'sampled estimate';
+
+/**
+ * The exact shares against k and, when the report also sampled path-restricted gradients, the
+ * sampled shares C(n,k)·E|g_k| over the sampled lengths: both sum to 1 over k.
+ */
+function exactSpec(r: Report): Spec | null {
+  const x = r.exact;
+  if (!x) return null;
+  const rows = x.exact.perLength.map((p) => ({ k: p.k, share: p.share, what: EXACT }));
+  const g = r.gradients;
+  const sampled = g ? g.effective.share.map((share, k) => ({ k, share, what: SAMPLED })).filter((p) => g.meanNorm[p.k] !== null && g.meanNorm[p.k] !== undefined) : [];
+  const [lo, hi] = x.exact.effectiveRange;
+  const domain = sampled.length ? [EXACT, SAMPLED] : [EXACT];
+  const color = { field: 'what', type: 'nominal', title: null, scale: { domain, range: [COLORS.model, COLORS.sampled].slice(0, domain.length) }, legend: { orient: 'bottom', labelLimit: 300 } };
+  const xEnc = { field: 'k', type: 'quantitative', title: 'path length k', axis: ints(0, x.n), scale: { padding: PAD, nice: false } };
+  const y = { field: 'share', type: 'quantitative', title: 'share of the gradient', axis: pctAxis, scale: { padding: PAD } };
+  return {
+    layer: [
+      {
+        data: { values: [{ lo, hi }] },
+        mark: { type: 'rect', opacity: 0.15, color: COLORS.effective },
+        encoding: { x: { field: 'lo', type: 'quantitative' }, x2: { field: 'hi' } },
+      },
+      { data: { values: [...rows, ...sampled] }, mark: { type: 'line', point: true }, encoding: { x: xEnc, y, color } },
+    ],
+  };
+}
+
 /** Each plot's caption, naming only the series the report has. */
 export function captions(r: Report): Record<PlotName, { title: string; missing: string }> {
   const sd = r.paths?.stochasticDepth ? ' (red line: lengths sampled in training with stochastic depth)' : '';
   const range = r.gradients?.effective.range ? ' (green band: the effective paths)' : '';
+  const x = r.exact;
+  const sampled = x && r.gradients
+    ? `; brown, the sampled estimate of the gradients study: C(n,k)·E|g_k| from ${r.gradients.samples.length / Math.max(1, r.gradients.ks.length)} random paths per length on random batches of ${r.gradients.batchSize}, normalised like the exact shares to sum to 1 over k`
+    : '';
+  const exactTitle = x
+    ? `Share of the gradient carried by paths of each length: blue, exact (every path: Σ⟨G_k, G⟩ / Σ⟨G, G⟩ over ${x.exact.images} images in batches of ${x.batchSize}, summing to 1 over k)${sampled} (green band: lengths ${x.exact.effectiveRange[0]}–${x.exact.effectiveRange[1]}, the shortest range holding ${x.mass * 100}%)`
+    : '';
   return {
     single: { title: 'Test error when one block is deleted (dashed: the intact network)', missing: 'no single-block sweep (--no-lesion)' },
     k: { title: 'Test error against the number of blocks deleted at random (k = 0: intact; line: mean, dots: each random set)', missing: 'no k-block sweep (--no-lesion)' },
@@ -253,12 +292,14 @@ export function captions(r: Report): Record<PlotName, { title: string; missing: 
     paths: { title: `Path-length distribution of the unraveled network${sd}`, missing: 'no path distribution (--no-paths)' },
     gradients: { title: 'Gradient magnitude against path length (log scale)', missing: 'no gradients (--no-gradients)' },
     contribution: { title: `Total gradient magnitude contributed by paths of each length${range}`, missing: 'no gradients (--no-gradients)' },
+    exact: { title: exactTitle || 'Exact share of the gradient by path length', missing: 'no exact decomposition (report --exact adds it)' },
   };
 }
 
 export async function renderHtml(r: Report): Promise<string> {
   const specs: Record<PlotName, Spec | null> = {
     single: singleSpec(r), k: kSpec(r), tau: tauSpec(r), paths: pathsSpec(r), gradients: gradientSpec(r), contribution: contributionSpec(r),
+    exact: exactSpec(r),
   };
   const figures: string[] = [];
   const CAPTIONS = captions(r);
@@ -283,6 +324,11 @@ export async function renderHtml(r: Report): Promise<string> {
   if (r.compare) facts.push(['compared with', `${r.compare.model.path}: baseline error ${pct(r.compare.baseline.error)}`]);
   const eff = r.gradients?.effective.range;
   if (eff) facts.push(['effective paths', `lengths ${eff.lo}–${eff.hi} carry ${(eff.mass * 100).toFixed(1)}% of the gradient`]);
+  if (r.exact) {
+    const [lo, hi] = r.exact.exact.effectiveRange;
+    const held = r.exact.exact.perLength.slice(lo, hi + 1).reduce((a, p) => a + p.share, 0);
+    facts.push(['exact decomposition', `lengths ${lo}–${hi} hold ${(held * 100).toFixed(1)}% of the gradient (${r.exact.exact.images} images; |Σ_k G_k − G| / |G| = ${r.exact.exact.identityError.toExponential(1)})`]);
+  }
   facts.push(['time', `${r.timings.seconds.toFixed(1)} s (${Object.entries(r.timings.parts).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v!.toFixed(1)} s`).join(', ')})`]);
   for (const n of r.notes) facts.push(['note', n]);
   return `<!doctype html>

@@ -4,6 +4,7 @@
  * one and a report's `lesion` equals `reslens lesion --json` with the same options. And the
  * sharding: which configurations a shard owns.
  */
+import { makeExactPlan, type ExactPlan } from '../studies/exact.js';
 import { makePlan, type GradientPlan } from '../studies/gradients.js';
 import { parseMode, planLesion, type LesionOptions, type LesionPlan } from '../studies/lesion.js';
 import type { NetworkDesc, ReportConfig } from './schema.js';
@@ -28,6 +29,11 @@ export function compareLesionPlan(net: NetworkDesc, c: ReportConfig): LesionPlan
 
 export function gradientPlan(n: number, dataSize: number, c: ReportConfig): GradientPlan {
   return makePlan(n, dataSize, { ks: c.gradientK, samples: c.gradientSamples, batchSize: c.gradientBatch, seed: c.gradientSeed });
+}
+
+/** The exact part's consecutive batches of the data (after --limit). */
+export function exactPlan(dataSize: number, c: ReportConfig): ExactPlan {
+  return makeExactPlan(dataSize, { batchSize: c.exactBatch });
 }
 
 // ---------------------------------------------------------------- sharding

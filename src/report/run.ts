@@ -1,6 +1,6 @@
 /**
  * Runs the parts of a report, writing the progress file after each part and, within the lesion
- * parts and the gradients, after every batch, so that a killed run resumes where it stopped.
+ * parts, the gradients and the exact decomposition, after every batch, so that a killed run resumes where it stopped.
  */
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
@@ -9,12 +9,13 @@ import type { Network } from '../engine/network.js';
 import type { Runtime } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
+import { exactSession, runExactBatches } from '../studies/exact.js';
 import { gradientSession, runGradientBatches } from '../studies/gradients.js';
 import { inspectReport } from '../studies/inspect.js';
 import { changedMode, runConfigurations, type LesionMode, type ProgramSpec } from '../studies/lesion.js';
 import { networkPaths, pathsReport } from '../studies/paths.js';
-import { compareLesionPlan, gradientPlan, mainLesionPlan, owned } from './plan.js';
-import type { EvalPartState, GradientPartState, ReportState } from './schema.js';
+import { compareLesionPlan, exactPlan, gradientPlan, mainLesionPlan, owned } from './plan.js';
+import type { EvalPartState, ExactPartState, GradientPartState, ReportState } from './schema.js';
 import { partWanted, saveState } from './state.js';
 
 export function reslensVersion(): string {
@@ -77,6 +78,9 @@ export async function runReport(ctx: RunContext): Promise<void> {
   stopIfAborted();
 
   if (c.parts.gradients) await gradientPart(ctx);
+  stopIfAborted();
+
+  if (c.parts.exact) await exactPart(ctx);
   stopIfAborted();
 
   if (c.parts.compare && ctx.compare && s.comparison) {
@@ -163,6 +167,48 @@ async function gradientPart(ctx: RunContext): Promise<void> {
       signal: ctx.signal,
       onBatch: (batch, { loss, norms }) => {
         part.finished.push({ batch, loss, norms });
+        part.seconds = base + (now() - t0) / 1000;
+        saveState(ctx.file, s);
+        bar.update(++done);
+      },
+    });
+    if (interrupted) throw new Interrupted();
+    bar.done();
+  }
+  part.finished.sort((a, b) => a.batch - b.batch);
+  part.done = true;
+  part.seconds = base + (now() - t0) / 1000;
+  saveState(ctx.file, s);
+}
+
+/** The exact decomposition: each owned batch's float64 sums are kept as it finishes. */
+async function exactPart(ctx: RunContext): Promise<void> {
+  const s = ctx.state;
+  let p: ExactPartState | null = s.parts.exact;
+  if (p?.done) return;
+  const plan = exactPlan(ctx.data.size, s.config);
+  const own = owned(plan.batches.length, s.shard);
+  if (p && (p.batches !== plan.batches.length || !isDeepStrictEqual(p.owned, own))) {
+    throw new UserError(`${ctx.file}: its exact part does not match this run's plan; start over with --force`);
+  }
+  if (!p) {
+    p = { done: false, seconds: 0, batches: plan.batches.length, owned: own, finished: [] };
+    s.parts.exact = p;
+  }
+  const part = p;
+  const finished = new Set(part.finished.map((f) => f.batch));
+  const todo = own.filter((b) => !finished.has(b));
+  if (finished.size) ctx.log(`exact: resuming with ${finished.size} of ${own.length} batches done`);
+  const base = part.seconds;
+  const t0 = now();
+  if (todo.length) {
+    const eg = await exactSession(ctx.rt, ctx.net, ctx.data, plan.batchSize);
+    const bar = ctx.progress('exact', todo.length);
+    let done = 0;
+    const { interrupted } = await runExactBatches(eg, ctx.data, plan, todo, {
+      signal: ctx.signal,
+      onBatch: (batch, got) => {
+        part.finished.push({ batch, ...got });
         part.seconds = base + (now() - t0) / 1000;
         saveState(ctx.file, s);
         bar.update(++done);

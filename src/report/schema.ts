@@ -226,9 +226,54 @@ export const GradientsDoc = z
   })
   .meta({ id: 'Gradients', description: 'reslens gradients --json: gradient magnitude against path length and the effective paths' });
 
+// ------------------------------------------------------------------ the exact decomposition
+
+export const ExactSummaryDoc = z.strictObject({
+  batches: count().describe('consecutive batches of the data'),
+  images: count(),
+  fullNorm: z.number().describe('mean over batches of |G|, the full gradient at the first block input'),
+  identityError: z.number().describe('|Σ_k G_k − G| / |G| over all batches together (float32 rounding; near 1e-6)'),
+  perLength: z.array(
+    z.strictObject({
+      k: count(),
+      norm: z.number().describe('mean over batches of |G_k|, G_k the sum of the gradients of all C(n,k) paths of length k'),
+      share: z.number().describe('Σ_b ⟨G_k, G⟩ / Σ_b ⟨G, G⟩: the part of G along G carried by length k (the shares sum to 1; one can be negative)'),
+    }),
+  ),
+  effectiveRange: z.tuple([count(), count()]).describe('shortest range [lo, hi] of lengths whose shares sum to at least mass'),
+});
+
+export const ExactDoc = z
+  .strictObject({
+    command: z.literal('gradients'),
+    mode: z.literal('exact'),
+    model: ModelRef,
+    data: DataRef,
+    onnxruntime: z.string(),
+    device: z.string(),
+    seconds: z.number().describe('timing'),
+    n: count().describe('residual blocks'),
+    batchSize: count(),
+    mass: z.number(),
+    imagesPerSecond: z.number().nullable().describe('timing'),
+    exact: ExactSummaryDoc,
+    sampled: z
+      .strictObject({
+        samples: count().describe('path samples per length'),
+        seed: count(),
+        ks: z.array(count()),
+        meanNorm: z.array(maybe()).describe('E|g_k| per k (null: not sampled)'),
+        share: z.array(z.number()).describe('C(n,k)·E|g_k| normalised over the sampled lengths'),
+        seconds: z.number().describe('timing'),
+      })
+      .optional()
+      .describe('gradients --exact --samples N: the paper\'s sampled estimate on the same batches'),
+  })
+  .meta({ id: 'Exact', description: 'reslens gradients --exact --json: the gradient at the first block input split exactly by path length' });
+
 // ------------------------------------------------------------------ report
 
-export const PART_NAMES = ['inspect', 'lesion', 'reorder', 'paths', 'gradients', 'compare'] as const;
+export const PART_NAMES = ['inspect', 'lesion', 'reorder', 'paths', 'gradients', 'exact', 'compare'] as const;
 export type PartName = (typeof PART_NAMES)[number];
 
 export const ReportConfig = z
@@ -239,6 +284,7 @@ export const ReportConfig = z
       reorder: z.boolean(),
       paths: z.boolean(),
       gradients: z.boolean(),
+      exact: z.boolean().describe('the exact decomposition of the gradient by path length (--exact)'),
       compare: z.boolean().describe('the lesion sweeps on the --compare (plain) network'),
     }),
     mode: z.string(),
@@ -252,6 +298,7 @@ export const ReportConfig = z
     gradientSamples: count(),
     gradientBatch: count(),
     gradientSeed: count(),
+    exactBatch: count().describe('images per batch of the exact decomposition (the loss is the mean over a batch)'),
     mass: z.number(),
     limit: count().nullable(),
     compare: z.string().nullable().describe('path of the --compare model'),
@@ -286,6 +333,7 @@ export const Report = z
     lesion: LesionDoc.nullable().describe('single and k-block sweeps, and the reordering (lesion.reorder)'),
     paths: PathsDoc.nullable(),
     gradients: GradientsDoc.nullable(),
+    exact: ExactDoc.nullable().describe('the exact decomposition by path length (report --exact)'),
     compare: LesionDoc.nullable().describe('the lesion sweeps of the --compare network'),
   })
   .meta({
@@ -296,6 +344,7 @@ export const Report = z
 export type Report = z.infer<typeof Report>;
 export type LesionDoc = z.infer<typeof LesionDoc>;
 export type GradientsDoc = z.infer<typeof GradientsDoc>;
+export type ExactDoc = z.infer<typeof ExactDoc>;
 export type PathsDoc = z.infer<typeof PathsDoc>;
 export type InspectDoc = z.infer<typeof InspectDoc>;
 export type ReportConfig = z.infer<typeof ReportConfig>;
@@ -305,7 +354,7 @@ export type ReportConfig = z.infer<typeof ReportConfig>;
  * configuration and the seeds, so a resumed, a sharded-and-merged and an uninterrupted run
  * agree on it exactly.
  */
-export const TIMING_FIELDS = ['timings', 'lesion.seconds', 'gradients.seconds', 'gradients.samplesPerSecond', 'compare.seconds'] as const;
+export const TIMING_FIELDS = ['timings', 'lesion.seconds', 'gradients.seconds', 'gradients.samplesPerSecond', 'exact.seconds', 'exact.imagesPerSecond', 'compare.seconds'] as const;
 
 /** A copy of a report (or any part-keyed document) without its timing fields. */
 export function withoutTimings<T>(doc: T): T {
@@ -360,6 +409,25 @@ const GradientPart = z.strictObject({
   finished: z.array(z.strictObject({ batch: count(), loss: z.number(), norms: z.array(maybe()) })),
 });
 
+/** The exact part: the float64 sums of every finished batch this shard owns (merged by summing in batch order). */
+const ExactPart = z.strictObject({
+  done: z.boolean(),
+  seconds: z.number(),
+  batches: count().describe('all batches of the exact plan'),
+  owned: z.array(count()),
+  finished: z.array(
+    z.strictObject({
+      batch: count(),
+      images: count(),
+      loss: z.number(),
+      norms: z.array(z.number()).describe('|G_k| for k = 0..n'),
+      dots: z.array(z.number()).describe('⟨G_k, G⟩ for k = 0..n'),
+      gg: z.number().describe('⟨G, G⟩'),
+      residual2: z.number().describe('|Σ_k G_k − G|²'),
+    }),
+  ),
+});
+
 const StaticPart = <T extends z.ZodType>(doc: T) => z.strictObject({ done: z.literal(true), seconds: z.number(), doc });
 
 /**
@@ -388,12 +456,14 @@ export const ReportState = z
       reorder: EvalPart.nullable(),
       compare: EvalPart.nullable(),
       gradients: GradientPart.nullable(),
+      exact: ExactPart.nullable(),
     }),
   })
   .meta({ id: 'ReportState', description: 'progress of a report run (report.json.partial) or one shard of it (input of reslens merge)' });
 export type ReportState = z.infer<typeof ReportState>;
 export type EvalPartState = z.infer<typeof EvalPart>;
 export type GradientPartState = z.infer<typeof GradientPart>;
+export type ExactPartState = z.infer<typeof ExactPart>;
 
 /**
  * The JSON Schema of the report (schemas/report.schema.json), with the shard/progress file

@@ -10,9 +10,10 @@ import { UserError } from '../errors.js';
 import type { EvalResult } from '../engine/engine.js';
 import { toJson, writeFileAtomic } from '../files.js';
 import type { DocHead } from '../studies/document.js';
+import { exactDoc, summarizeExact, type ExactBatchSums } from '../studies/exact.js';
 import { effectiveOf, gradientResult, gradientsDoc, type BatchNorms } from '../studies/gradients.js';
 import { lesionResult, withError } from '../studies/lesion.js';
-import { compareLesionPlan, gradientPlan, mainLesionPlan } from './plan.js';
+import { compareLesionPlan, exactPlan, gradientPlan, mainLesionPlan } from './plan.js';
 import { PART_NAMES, Report, ReportState, SCHEMA_VERSION, type PartName, type ReportConfig } from './schema.js';
 
 /** The lesion part runs when either sweep or the reordering is wanted (it holds the baseline). */
@@ -161,6 +162,16 @@ export function assemble(states: ReportState[], finishedAt = new Date().toISOStr
     const r = gradientResult(s0.network.n, plan, { ks: c.gradientK, seed: c.gradientSeed }, batches);
     gradients = gradientsDoc(head(s0.model, s0.data, seconds('gradients') ?? 0), r, effectiveOf(r, c.mass), c.mass) as Report['gradients'];
   }
+  let exact: Report['exact'] = null;
+  if (c.parts.exact) {
+    const plan = exactPlan(s0.data.size, c);
+    // Each batch's sums, whichever shard or session made them; summarizeExact adds them in batch order.
+    const batches = new Map<number, ExactBatchSums>();
+    for (const s of states) for (const { batch, ...sums } of s.parts.exact?.finished ?? []) batches.set(batch, sums);
+    const missing = plan.batches.findIndex((_, b) => !batches.has(b));
+    if (missing >= 0) throw new UserError(`part exact: batch ${missing} was measured by no shard`);
+    exact = exactDoc(head(s0.model, s0.data, seconds('exact') ?? 0), s0.network.n, plan.batchSize, c.mass, summarizeExact(s0.network.n, batches, c.mass), null);
+  }
   const parts = Object.fromEntries(PART_NAMES.map((p) => [p, seconds(p)])) as Record<PartName, number | null>;
   const startedAt = states.map((s) => s.startedAt).sort()[0]!;
   return {
@@ -179,6 +190,7 @@ export function assemble(states: ReportState[], finishedAt = new Date().toISOStr
     lesion,
     paths: s0.parts.paths?.doc ?? null,
     gradients,
+    exact,
     compare,
   };
 }
