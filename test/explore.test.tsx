@@ -25,7 +25,7 @@ import { errorLineText } from '../src/ui/explore/ErrorLine.js';
 import { ExploreController } from '../src/ui/explore/controller.js';
 import { actionFor, actionsFor, helpBar, jumpKey, KEYMAP, keysMarkdown, splitKeys, type KeyPress } from '../src/ui/explore/keymap.js';
 import { Gate } from '../src/ui/explore/scheduler.js';
-import { configKey, initialState, reduce, VIEWS, type EnsemblePoint, type ExploreInfo, type Measurement } from '../src/ui/explore/state.js';
+import { configKey, initialState, reduce, VIEWS, type EnsemblePoint, type ExactShares, type ExploreInfo, type Measurement } from '../src/ui/explore/state.js';
 import { buildNet, randomInput } from './helpers/build.js';
 import { memoryDataset } from './helpers/memory-dataset.js';
 
@@ -183,6 +183,13 @@ class ScriptedBackend implements ExploreBackend {
   gradients(o: JobOptions): Promise<GradientRun> {
     return new Promise((_, reject) => o.signal.addEventListener('abort', () => reject(new Interrupted())));
   }
+  exacts: { deleted: number[]; signal: AbortSignal; resolve: (x: ExactShares) => void }[] = [];
+  exact(deleted: number[], o: JobOptions): Promise<ExactShares> {
+    return new Promise((resolve, reject) => {
+      this.exacts.push({ deleted, signal: o.signal, resolve });
+      o.signal.addEventListener('abort', () => reject(new Interrupted()));
+    });
+  }
   async exportModel(): Promise<string> {
     return 'x.onnx';
   }
@@ -220,6 +227,46 @@ describe('controller', () => {
     c.toggle(2);
     assert.equal(b.evals.length, 4, '{1} was cancelled before it was measured, so it runs again');
     await c.close();
+  });
+
+  test('exact shares: computed for each configuration, a newer change cancels the older, a known one shows at once, drawn with their lengths', async () => {
+    const b = new ScriptedBackend();
+    const c = new ExploreController(b);
+    const app = render(<App controller={c} size={{ columns: 100, rows: 30 }} />);
+    const shares = (n: number, peak: number): ExactShares => {
+      const share = Array.from({ length: n + 1 }, (_, k) => (k === peak ? 0.7 : 0.3 / n));
+      return { n, images: 16, share, effectiveRange: [peak, peak + 1], identityError: 1e-7, seconds: 1 };
+    };
+    try {
+      c.start({ sweep: false, ensemble: false });
+      c.act('viewPaths');
+      await sleep(50);
+      assert.equal(b.exacts.length, 1);
+      assert.deepEqual(b.exacts[0]!.deleted, []);
+      assert.match(app.lastFrame()!, /exact gradient share by path length: computing…/);
+      assert.match(app.lastFrame()!, /exact shares…/, 'the jobs line says it is running');
+      b.exacts[0]!.resolve(shares(4, 2));
+      await sleep(50);
+      assert.match(app.lastFrame()!, /exact gradient share by path length k = 0–4 \(16 images\): 2–3 hold \d+%, peak k = 2 \(70\.0%\)/);
+      c.toggle(1);
+      c.toggle(2);
+      assert.equal(b.exacts.length, 3);
+      assert.ok(b.exacts[1]!.signal.aborted, 'the exact shares of {1} were cancelled by the newer change');
+      assert.deepEqual(b.exacts[2]!.deleted, [1, 2]);
+      await sleep(50);
+      assert.match(app.lastFrame()!, /k = 0–4 \(16 images, shown for the intact network; computing…\)/, 'the last shares stay, labelled, while the new ones are computed');
+      b.exacts[2]!.resolve(shares(2, 1));
+      await sleep(50);
+      assert.match(app.lastFrame()!, /exact gradient share by path length k = 0–2 \(16 images\): 1–2 hold \d+%, peak k = 1/);
+      assert.equal(c.getState().exactRunning, null);
+      c.reset();
+      assert.equal(b.exacts.length, 3, 'the intact network is known: nothing to compute');
+      await sleep(50);
+      assert.match(app.lastFrame()!, /k = 0–4 \(16 images\)/);
+    } finally {
+      app.unmount();
+      await c.close();
+    }
   });
 
   test('the sweep fills single-block errors, behind the user\'s evaluation, and close() cancels it', async () => {
@@ -494,6 +541,38 @@ describe('app', () => {
       const frames = ui.app.frames.length;
       await ui.press('1', DOWN, ' ');
       assert.equal(ui.app.frames.length, frames, 'nothing renders after q');
+    } finally {
+      await ui.done();
+    }
+  });
+
+  test('100x30: the exact shares of the network as it stands; deleting a block changes them and the number of lengths', async () => {
+    const size = { columns: 100, rows: 30 };
+    const ui = mount(size);
+    const exactLines = (frame: string) => {
+      const lines = frame.split('\n');
+      const i = lines.findIndex((l) => l.includes('exact gradient share'));
+      return lines.slice(i, i + 6).join('\n');
+    };
+    try {
+      await sleep(100);
+      await ui.press('2');
+      await waitFor('the exact shares of the intact network', () => /exact gradient share by path length k = 0–5 \(16 images\)/.test(ui.frame()), 60000);
+      const intact = ui.controller.getState().exact['']!;
+      assert.equal(intact.share.length, 6);
+      assert.ok(Math.abs(intact.share.reduce((a, v) => a + v, 0) - 1) < 1e-5, 'the shares sum to 1');
+      assert.ok(intact.identityError < 1e-5, `identity ${intact.identityError}`);
+      assertFits(ui.frame(), size);
+      const before = exactLines(ui.frame());
+      await ui.press('1', ' ', '2');
+      await waitFor('the exact shares with block 0 deleted', () => /exact gradient share by path length k = 0–4 \(16 images\)/.test(ui.frame()), 60000);
+      const cut = ui.controller.getState().exact['0']!;
+      assert.equal(cut.n, 4);
+      assert.equal(cut.share.length, 5, 'one length fewer: the recursion runs over the remaining blocks only');
+      assert.ok(Math.abs(cut.share.reduce((a, v) => a + v, 0) - 1) < 1e-5);
+      assert.notDeepEqual(cut.share, intact.share.slice(0, 5));
+      assert.notEqual(exactLines(ui.frame()), before, 'the drawn shares changed');
+      assertFits(ui.frame(), size);
     } finally {
       await ui.done();
     }

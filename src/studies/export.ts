@@ -3,8 +3,10 @@
  * model: what `reslens export` writes and what explore's x key saves.
  */
 import { OptionError } from '../errors.js';
-import type { Network } from '../engine/network.js';
-import type { ModelProto } from '../loader/proto.js';
+import { analyseModel, type Network } from '../engine/network.js';
+import type { Runtime } from '../engine/session.js';
+import { modelFromBytes } from '../loader/model.js';
+import { encodeModel, type ModelProto } from '../loader/proto.js';
 import { exportProgram, intactProgram, type Program } from '../surgery/split.js';
 import { requireSplittable, unitInfo, unitsOf } from './network.js';
 
@@ -85,4 +87,17 @@ export function exportedMetadata(props: { key?: string | null; value?: string | 
     out.push({ key, value: value ?? '' });
   }
   return out;
+}
+
+/**
+ * The changed network opened for analysis like a file of its own (blocks renumbered, deleted
+ * ones gone), with the source's preprocessing: explore's exact shares of the network as it stands.
+ */
+export async function exportedNetwork(rt: Runtime, net: Network, o: ExportOptions): Promise<Network> {
+  const changes = { delete: (o.delete ?? []).join(','), scale: o.scale ? `${o.scale.blocks.join(',')}:${o.scale.alpha}` : '', reorder: (o.reorder ?? []).join(',') };
+  const proto = exportedModel(net, exportedProgram(net, o), changes);
+  const what = [changes.delete && `blocks ${changes.delete} deleted`, changes.scale && `scaled ${changes.scale}`, changes.reorder && `order ${changes.reorder}`].filter(Boolean).join(', ');
+  const model = modelFromBytes(encodeModel(proto), `${net.model.path} (${what || 'unchanged'})`);
+  const { mean, std, inputShape } = net.preprocessing;
+  return analyseModel(rt, model, { mean, std, size: inputShape.slice(1) });
 }

@@ -1,4 +1,4 @@
-/** The background work at a glance: sweep, ensemble curves, gradient run. */
+/** The background work at a glance: sweep, ensemble curves, gradient run, exact shares. */
 import { Box, Text } from 'ink';
 import { cut } from './charts.js';
 import { Spinner } from './Spinner.js';
@@ -26,12 +26,13 @@ export function jobsLineText(state: ExploreState): string {
     jobText('ensemble', 'ensemble', state.jobs.ensemble),
     state.info.compare ? jobText('compare', state.info.compare, state.jobs.compare) : null,
     jobText('gradients', 'gradients', state.jobs.gradients),
+    state.exactRunning !== null ? 'exact shares…' : null,
   ].filter((p): p is string => p !== null);
   return parts.length ? `background: ${parts.join(' · ')}` : '';
 }
 
 export function JobsLine({ state, width }: { state: ExploreState; width: number }) {
-  const running = Object.values(state.jobs).some((j) => j.status === 'running');
+  const running = Object.values(state.jobs).some((j) => j.status === 'running') || state.exactRunning !== null;
   return (
     <Box width={width}>
       {running ? (

@@ -1,14 +1,15 @@
 /**
  * The unraveled view of the current network: path lengths for n = blocks left (Binomial(n, 1/2)),
- * the lengths stochastic depth samples in training when survival probabilities are known,
- * and, once measured, the gradient magnitude against path length and its share of the total.
+ * the lengths stochastic depth samples in training when survival probabilities are known, the
+ * exact share of the gradient carried by each length in the network as it stands, and, once
+ * measured, the sampled gradient magnitude of the intact network against path length.
  */
 import { Box, Text } from 'ink';
 import { pathLengthDistribution, poissonBinomial, shortestRange, summarize } from '../../paths/distribution.js';
 import { formatCount } from '../../paths/render.js';
 import { cut, histogramChart, pointChart, sideBySide } from './charts.js';
 import { Spinner } from './Spinner.js';
-import { keptBlocks, keptSurvival, type ExploreState } from './state.js';
+import { currentKey, keptBlocks, keptSurvival, type ExploreState } from './state.js';
 
 interface Line {
   text: string;
@@ -23,6 +24,31 @@ function distributionTitle(label: string, probability: number[]): string {
   return `${label}: mean ${s.mean.toFixed(2)}, sd ${s.sd.toFixed(2)}; 95% in lengths ${lenRange(r.lo, r.hi)}`;
 }
 
+/** Share of the gradient the exact effective range holds (as reslens gradients --exact's default). */
+const EXACT_MASS = 0.9;
+
+/**
+ * The exact shares of the current network: its own once computed, else (while they are
+ * computed) the last ones computed, labelled with their network.
+ */
+function exactChart(state: ExploreState, width: number, h: number): { title: string; chart: string[] } {
+  const key = currentKey(state);
+  const failed = state.exactFailed?.key === key ? state.exactFailed.message : null;
+  const own = state.exact[key];
+  const last = state.exactLast !== null ? state.exact[state.exactLast] : undefined;
+  const x = own ?? last;
+  const status = own ? '' : failed ? `failed: ${failed}` : state.exactRunning === key ? 'computing…' : '';
+  if (!x) return { title: `exact gradient share by path length: ${status || 'not computed'}`, chart: Array(h + 2).fill('') };
+  const [lo, hi] = x.effectiveRange;
+  const held = x.share.slice(lo, hi + 1).reduce((a, v) => a + v, 0);
+  const peak = x.share.reduce((a, v, k) => (v > x.share[a]! ? k : a), 0);
+  const of = own ? '' : `, shown for ${state.exactLast ? `blocks ${state.exactLast} deleted` : 'the intact network'}`;
+  // What the user waits for first, so a narrow terminal cuts the numbers rather than the state.
+  const title = `exact gradient share by path length k = 0–${x.n} (${x.images} images${of}${status ? `; ${status}` : ''}): ${lenRange(lo, hi)} hold ${(held * 100).toFixed(0)}%, peak k = ${peak} (${(x.share[peak]! * 100).toFixed(1)}%)`;
+  // Shares are projections on G: a length can carry a little against it; those bars are drawn empty.
+  return { title, chart: histogramChart(x.share.map((v) => Math.max(0, v)), width, h, EXACT_MASS) };
+}
+
 /** The paths view as lines of text (at most `height`, each at most `width` columns). */
 export function pathsLines(state: ExploreState, width: number, height: number): Line[] {
   const n = keptBlocks(state).length;
@@ -32,30 +58,28 @@ export function pathsLines(state: ExploreState, width: number, height: number): 
   const g = state.gradients;
   const job = state.jobs.gradients;
   const wide = width >= 120;
-  // Chart rows: each costs a title line and two axis lines besides its bars.
-  const chartRows = (wide ? 1 : sd ? 2 : 1) + (g ? 1 : 0);
-  const fixed = chartRows * 3 + (g ? 1 : 1);
+  // The charts of the current network: path lengths, stochastic depth's lengths, the exact
+  // shares; two to a row on a wide terminal. Each row costs a title line and two axis lines
+  // besides its bars.
+  const charts = sd ? 3 : 2;
+  const perRow = wide ? 2 : 1;
+  const rows = Math.ceil(charts / perRow);
+  const chartRows = rows + (g ? 1 : 0);
+  const fixed = chartRows * 3 + 1;
   // Bars as tall as the view allows: a tall terminal gets taller charts, not empty rows.
   const h = Math.max(2, Math.floor((height - fixed) / chartRows));
+  const col = perRow === 2 ? Math.floor(width / 2) - 1 : width;
   const out: Line[] = [];
   const deleted = state.deleted.length ? ` (${state.info.blocks.length} − ${state.deleted.length} deleted)` : '';
-  const binomTitle = cut(distributionTitle(`n = ${n}${deleted}, 2^${n} = ${formatCount(dist.total, 12)} paths`, dist.probability), wide && sd ? Math.floor(width / 2) - 1 : width);
-  const binom = histogramChart(dist.probability, wide && sd ? Math.floor(width / 2) - 1 : width, h);
-  if (sd) {
-    const sdTitle = distributionTitle('stochastic depth, lengths sampled in training', sd);
-    if (wide) {
-      const half = Math.floor(width / 2) - 1;
-      out.push({ text: sideBySide([{ lines: [binomTitle], width: half }, { lines: [cut(sdTitle, half)], width: half }])[0]!, style: 'title' });
-      for (const l of sideBySide([{ lines: binom, width: half }, { lines: histogramChart(sd, half, h), width: half }])) out.push({ text: l, style: 'chart' });
-    } else {
-      out.push({ text: binomTitle, style: 'title' });
-      for (const l of binom) out.push({ text: l, style: 'chart' });
-      out.push({ text: cut(sdTitle, width), style: 'title' });
-      for (const l of histogramChart(sd, width, h)) out.push({ text: l, style: 'chart' });
-    }
-  } else {
-    out.push({ text: binomTitle, style: 'title' });
-    for (const l of binom) out.push({ text: l, style: 'chart' });
+  const blocks: { title: string; chart: string[] }[] = [
+    { title: distributionTitle(`n = ${n}${deleted}, 2^${n} = ${formatCount(dist.total, 12)} paths`, dist.probability), chart: histogramChart(dist.probability, col, h) },
+  ];
+  if (sd) blocks.push({ title: distributionTitle('stochastic depth, lengths sampled in training', sd), chart: histogramChart(sd, col, h) });
+  blocks.push(exactChart(state, col, h));
+  for (let i = 0; i < blocks.length; i += perRow) {
+    const row = blocks.slice(i, i + perRow);
+    out.push({ text: sideBySide(row.map((b) => ({ lines: [cut(b.title, col)], width: col })))[0]!, style: 'title' });
+    for (const l of sideBySide(row.map((b) => ({ lines: b.chart, width: col })))) out.push({ text: l, style: 'chart' });
   }
   const total = state.info.blocks.length;
   if (!g) {

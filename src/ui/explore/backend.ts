@@ -6,18 +6,20 @@
 import { Checkpoints, Engine } from '../../engine/engine.js';
 import type { PathGradients } from '../../engine/gradients.js';
 import type { Network } from '../../engine/network.js';
-import type { Runtime } from '../../engine/session.js';
+import { Runtime } from '../../engine/session.js';
 import { Interrupted } from '../../errors.js';
 import { toJson } from '../../files.js';
 import type { Dataset } from '../../loader/data/dataset.js';
 import { encodeModel } from '../../loader/proto.js';
-import { exportedModel, exportedProgram } from '../../studies/export.js';
+import { exactSession, makeExactPlan, runExactBatches, summarizeExact } from '../../studies/exact.js';
+import { exportedModel, exportedNetwork, exportedProgram } from '../../studies/export.js';
 import { gradientSession, makePlan, runGradients } from '../../studies/gradients.js';
 import { changedMode, eligibleUnits, measured, runConfigurations, runLesion } from '../../studies/lesion.js';
 import { planNetwork, requireResidual, sublayerNames } from '../../studies/network.js';
+import { EFFECTIVE_MASS } from './controller.js';
 import { modelStem, writeNewFile } from './files.js';
 import { Gate, gatedDataset, PRIORITY } from './scheduler.js';
-import { configSlug, type BlockRow, type EnsemblePoint, type ExploreInfo, type Measurement } from './state.js';
+import { configSlug, type BlockRow, type EnsemblePoint, type ExactShares, type ExploreInfo, type Measurement } from './state.js';
 
 export interface JobOptions {
   signal: AbortSignal;
@@ -37,6 +39,11 @@ export interface ExploreBackend {
   evaluate(deleted: number[], o: JobOptions & { priority: number }): Promise<Measurement>;
   /** Error against k deleted blocks, k = 0..min(eligible, 10), of the model or the --compare network. */
   ensemble(which: 'ensemble' | 'compare', o: JobOptions): Promise<EnsemblePoint[]>;
+  /**
+   * The exact shares of the gradient by path length of the network with `deleted` blocks
+   * removed (the recursion over the remaining blocks only), on the first few images.
+   */
+  exact(deleted: number[], o: JobOptions): Promise<ExactShares>;
   /** A path-restricted gradient run on the intact network (a few samples per length k). */
   gradients(o: JobOptions & { seed: number }): Promise<GradientRun>;
   /** Writes the network with `deleted` blocks deleted as ONNX; returns the path. */
@@ -61,9 +68,17 @@ export interface EngineBackendOptions {
   /** Gradient samples per path length per run. */
   gradientSamples?: number;
   gradientBatch?: number;
+  /** Images of the exact shares (the first ones of the data; default EXACT_IMAGES). */
+  exactImages?: number;
   /** Keep intact activations between evaluations (default true; false for bench/explore.ts's comparison). */
   checkpoints?: boolean;
 }
+
+/**
+ * Images in the paths view's exact shares: one batch, recomputed on every change. On resnet56
+ * 16 images cost about 3 s of CPU (sessions 1 s, the batch 2-2.5 s; 2-core x86, 2026-12-02).
+ */
+export const EXACT_IMAGES = 16;
 
 /** Sample standard deviation (n - 1 in the denominator); 0 for fewer than two values. */
 export function sampleSd(xs: number[]): number {
@@ -169,6 +184,31 @@ export class EngineBackend implements ExploreBackend {
       return { n, samplesPerK, meanNorm: r.meanNorm };
     } finally {
       data.done();
+    }
+  }
+
+  async exact(deleted: number[], o: JobOptions): Promise<ExactShares> {
+    const { rt, net, data: source } = this.o;
+    const t0 = performance.now();
+    const images = Math.min(this.o.exactImages ?? EXACT_IMAGES, source.size);
+    const changed = deleted.length ? await exportedNetwork(rt, net, { delete: deleted }) : net;
+    if (o.signal.aborted) throw new Interrupted();
+    // The sessions of one configuration live only as long as its computation: a runtime of their own.
+    const scoped = new Runtime({ device: await rt.resolveDevice(), ...(rt.threads ? { threads: rt.threads } : {}) });
+    try {
+      const eg = await exactSession(scoped, changed, source, images);
+      if (o.signal.aborted) throw new Interrupted();
+      const data = gatedDataset(source, this.gate, PRIORITY.exact, o.signal);
+      try {
+        const { finished, interrupted } = await runExactBatches(eg, data, makeExactPlan(images, { batchSize: images }), [0], { signal: o.signal });
+        if (interrupted || o.signal.aborted) throw new Interrupted();
+        const s = summarizeExact(eg.n, finished, EFFECTIVE_MASS);
+        return { n: eg.n, images: s.images, share: s.perLength.map((p) => p.share), effectiveRange: s.effectiveRange, identityError: s.identityError, seconds: (performance.now() - t0) / 1000 };
+      } finally {
+        data.done();
+      }
+    } finally {
+      await scoped.close();
     }
   }
 

@@ -1,7 +1,7 @@
 /**
  * Explore without a terminal: holds the state, turns actions into reducer events, and runs
- * the long work (the current configuration's evaluation, the single-block sweep, the
- * ensemble curves, gradient runs) in the background, each cancellable through its own
+ * the long work (the current configuration's evaluation and exact shares, the single-block
+ * sweep, the ensemble curves, gradient runs) in the background, each cancellable through its own
  * AbortController. The Ink app only renders getState() and calls act().
  */
 import { Interrupted } from '../../errors.js';
@@ -20,6 +20,8 @@ import {
 export const EFFECTIVE_MASS = 0.9;
 
 export interface StartOptions {
+  /** Exact shares of the current network, on start and after every change (default true). */
+  exact?: boolean;
   sweep?: boolean;
   ensemble?: boolean;
 }
@@ -36,6 +38,7 @@ export class ExploreController {
   private state: ExploreState;
   private listeners = new Set<() => void>();
   private evaluation: { key: string; abort: AbortController; promise: Promise<void> } | null = null;
+  private exactRun: { key: string; abort: AbortController; promise: Promise<void> } | null = null;
   private running = new Map<JobName, { abort: AbortController; promise: Promise<void> }>();
   private gradientRuns: GradientRun[] = [];
   private closed = false;
@@ -69,6 +72,7 @@ export class ExploreController {
   /** Starts the background work: the current configuration, the single-block sweep, the ensemble curves. */
   start(o: StartOptions = {}): void {
     this.ensureCurrent();
+    if (o.exact ?? true) this.ensureExact();
     if (o.sweep ?? true) this.startSweep();
     if (o.ensemble ?? true) {
       this.startEnsemble('ensemble');
@@ -153,11 +157,13 @@ export class ExploreController {
   toggle(index?: number): void {
     this.dispatch({ type: 'toggle', index });
     this.ensureCurrent();
+    this.ensureExact();
   }
 
   reset(): void {
     this.dispatch({ type: 'reset' });
     this.ensureCurrent();
+    this.ensureExact();
   }
 
   /** Cancels everything and marks the session as ending (the app exits on `quitting`). */
@@ -170,12 +176,13 @@ export class ExploreController {
   async close(): Promise<void> {
     this.closed = true;
     this.cancelAll();
-    const pending = [this.evaluation?.promise, ...[...this.running.values()].map((j) => j.promise)];
+    const pending = [this.evaluation?.promise, this.exactRun?.promise, ...[...this.running.values()].map((j) => j.promise)];
     await Promise.allSettled(pending.filter((p): p is Promise<void> => !!p));
   }
 
   private cancelAll(): void {
     this.evaluation?.abort.abort();
+    this.exactRun?.abort.abort();
     for (const j of this.running.values()) j.abort.abort();
   }
 
@@ -226,6 +233,40 @@ export class ExploreController {
         this.status(`evaluation failed: ${message(e)}`, 'error');
       });
     this.evaluation = { key, abort, promise };
+  }
+
+  /**
+   * The exact shares of the current network, off the render path: known → nothing to run;
+   * unknown → one computation, and a newer change cancels an older one still running.
+   */
+  private ensureExact(): void {
+    if (this.closed || this.state.quitting) return;
+    const key = currentKey(this.state);
+    if (this.exactRun?.key === key) return;
+    this.exactRun?.abort.abort();
+    this.exactRun = null;
+    if (this.state.exact[key]) return this.dispatch({ type: 'exactRunning', key: null });
+    const abort = new AbortController();
+    this.dispatch({ type: 'exactRunning', key });
+    const mine = () => this.exactRun?.abort === abort;
+    const done = () => {
+      if (!mine()) return;
+      this.exactRun = null;
+      this.dispatch({ type: 'exactRunning', key: null });
+    };
+    const promise = this.backend
+      .exact([...this.state.deleted], { signal: abort.signal })
+      .then((shares) => {
+        this.dispatch({ type: 'exact', key, shares });
+        done();
+      })
+      .catch((e) => {
+        if (aborted(e, abort.signal)) return;
+        done();
+        this.dispatch({ type: 'exactFailed', key, message: message(e) });
+        this.status(`exact shares failed: ${message(e)}`, 'error');
+      });
+    this.exactRun = { key, abort, promise };
   }
 
   // ------------------------------------------------------------ background jobs
@@ -331,6 +372,7 @@ export class ExploreController {
       ensemble: s.ensemble && s.ensemble.map(measuredPoint),
       compareEnsemble: s.compareEnsemble && s.compareEnsemble.map(measuredPoint),
       gradients: s.gradients,
+      exact: s.exact[currentKey(s)] ?? null,
       savedAt: new Date().toISOString(),
     };
   }

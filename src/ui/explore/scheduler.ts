@@ -7,8 +7,11 @@
 import { Interrupted } from '../../errors.js';
 import type { Batch, Dataset } from '../../loader/data/dataset.js';
 
-/** Lower runs first: what the user waits for, what the user asked for (g), then the background studies. */
-export const PRIORITY = { current: 0, gradients: 1, sweep: 2, ensemble: 3, compare: 4 } as const;
+/**
+ * Lower runs first: what the user waits for (the error, then the exact shares of the network as
+ * it stands), what the user asked for (g), then the background studies.
+ */
+export const PRIORITY = { current: 0, exact: 1, gradients: 2, sweep: 3, ensemble: 4, compare: 5 } as const;
 
 export interface Lease {
   release(): void;

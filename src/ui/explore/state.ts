@@ -73,6 +73,21 @@ export interface GradientSummary {
   factorPerBlock: number | null;
 }
 
+/** The exact decomposition of the gradient by path length on a few images, for one configuration. */
+export interface ExactShares {
+  /** Blocks the network had (the lengths run 0..n). */
+  n: number;
+  images: number;
+  /** ⟨G_k, G⟩ / ⟨G, G⟩ per length k = 0..n (sums to 1). */
+  share: number[];
+  /** Shortest range of lengths holding EFFECTIVE_MASS of the gradient. */
+  effectiveRange: [number, number];
+  /** |Σ_k G_k − G| / |G|. */
+  identityError: number;
+  /** Wall seconds of the computation (sessions included). */
+  seconds: number;
+}
+
 export interface Status {
   text: string;
   tone: 'info' | 'error';
@@ -95,6 +110,14 @@ export interface ExploreState {
   ensemble: EnsemblePoint[] | null;
   compareEnsemble: EnsemblePoint[] | null;
   gradients: GradientSummary | null;
+  /** Exact shares by configKey (computed for each configuration the user visits). */
+  exact: Record<string, ExactShares>;
+  /** The configuration whose exact shares came last (shown while the current one is computed). */
+  exactLast: string | null;
+  /** The configuration whose exact shares are being computed, or null. */
+  exactRunning: string | null;
+  /** The last configuration whose exact shares failed, and why. */
+  exactFailed: { key: string; message: string } | null;
   status: Status | null;
   quitting: boolean;
 }
@@ -113,6 +136,9 @@ export type ExploreEvent =
   | { type: 'job'; job: JobName; patch: Partial<Job> }
   | { type: 'ensemble'; which: 'ensemble' | 'compare'; points: EnsemblePoint[] }
   | { type: 'gradients'; summary: GradientSummary }
+  | { type: 'exact'; key: string; shares: ExactShares }
+  | { type: 'exactRunning'; key: string | null }
+  | { type: 'exactFailed'; key: string; message: string }
   | { type: 'status'; status: Status | null }
   | { type: 'quit' };
 
@@ -137,6 +163,10 @@ export function initialState(info: ExploreInfo): ExploreState {
     ensemble: null,
     compareEnsemble: null,
     gradients: null,
+    exact: {},
+    exactLast: null,
+    exactRunning: null,
+    exactFailed: null,
     status: null,
     quitting: false,
   };
@@ -179,6 +209,12 @@ export function reduce(s: ExploreState, e: ExploreEvent): ExploreState {
       return e.which === 'ensemble' ? { ...s, ensemble: e.points } : { ...s, compareEnsemble: e.points };
     case 'gradients':
       return { ...s, gradients: e.summary };
+    case 'exact':
+      return { ...s, exact: { ...s.exact, [e.key]: e.shares }, exactLast: e.key, exactFailed: s.exactFailed?.key === e.key ? null : s.exactFailed };
+    case 'exactRunning':
+      return s.exactRunning === e.key ? s : { ...s, exactRunning: e.key };
+    case 'exactFailed':
+      return { ...s, exactFailed: { key: e.key, message: e.message } };
     case 'status':
       return { ...s, status: e.status };
     case 'quit':
