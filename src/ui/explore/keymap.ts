@@ -63,7 +63,7 @@ export const KEYMAP: readonly Binding[] = [
   { action: 'nextView', keys: [named('tab', 'Tab')], description: 'next view (blocks → paths → ensemble)', bar: 'view' },
   { action: 'prevView', keys: [named('tab', 'Shift-Tab', true)], description: 'previous view' },
   { action: 'viewBlocks', keys: [char('1')], description: 'blocks view: each block, the error when it alone is deleted' },
-  { action: 'viewPaths', keys: [char('2')], description: 'paths view: path lengths of the current network, gradient per length' },
+  { action: 'viewPaths', keys: [char('2')], description: 'paths view: path lengths and exact gradient shares of the current network, sampled gradient per length' },
   { action: 'viewEnsemble', keys: [char('3')], description: 'ensemble view: error against the number of deleted blocks' },
   { action: 'toggle', keys: [char(' ', 'Space')], description: 'delete the selected block, or put it back; the error is measured again', bar: 'delete', views: ['blocks'] },
   { action: 'reset', keys: [char('r')], description: 'put every deleted block back', bar: 'reset' },
