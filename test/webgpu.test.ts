@@ -22,9 +22,13 @@ function swiftshaderEnv(): NodeJS.ProcessEnv {
   return { ...process.env, VK_ICD_FILENAMES: ICD, XDG_RUNTIME_DIR: xdg, LD_LIBRARY_PATH: [CHROMIUM, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') };
 }
 
+/**
+ * The WebGPU child's limit: at a load average near 20 (2026-12-02) its lesion part alone took
+ * 1145 s and the child, with the exact decomposition added, passed the old 30 minutes.
+ */
 function runChild(args: string[]): Promise<Measurements> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', 'test/helpers/webgpu-measure.ts', ...args], { env: swiftshaderEnv(), maxBuffer: 1 << 26, timeout: 1_800_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', 'test/helpers/webgpu-measure.ts', ...args], { env: swiftshaderEnv(), maxBuffer: 1 << 26, timeout: 3_600_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`webgpu child failed (${err.message.split('\n')[0]}): ${stderr.slice(-2000)}`));
       resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Measurements);
     });
