@@ -456,6 +456,27 @@ test('HTML plots: one colour per concept, distinct swap counts, captions that na
   assert.doesNotMatch(captions(exactOnly).exact.title, /brown|sampled/);
   assert.deepEqual(new Set(points(figures(await renderHtml(exactOnly)).get('exact')!).map((p) => p.fill)), new Set([COLORS.model]));
   assert.match(captions({ ...doc, exact: null }).exact.missing, /--exact/);
+  // Top-5 error (models of more than 10 classes) as teal squares beside the top-1 points, in
+  // the single and k charts; a 10-class model has none and its captions do not name them.
+  assert.equal(doc.lesion.baseline.top5Error, undefined);
+  assert.doesNotMatch(captions(doc).single.title, /top-5/);
+  assert.ok(!points(figs.get('single')!).some((p) => p.fill === COLORS.top5));
+  type Err = { error: number };
+  const t5 = (e: Err) => ({ ...e, top5Error: e.error / 2 });
+  const withTop5 = {
+    ...doc,
+    lesion: {
+      ...doc.lesion,
+      baseline: t5(doc.lesion.baseline),
+      single: doc.lesion.single.map(t5),
+      k: doc.lesion.k.map((g: { samples: Err[] }) => ({ ...g, samples: g.samples.map(t5) })),
+    },
+  };
+  const figs5 = figures(await renderHtml(withTop5));
+  assert.equal(points(figs5.get('single')!).filter((p) => p.fill === COLORS.top5).length, doc.lesion.single.length);
+  assert.equal(points(figs5.get('k')!).filter((p) => p.fill === COLORS.top5).length, doc.lesion.k.length + 1);
+  assert.match(captions(withTop5).single.title, /teal squares: top-5 error/);
+  assert.match(captions(withTop5).k.title, /teal squares: the mean top-5 error/);
 });
 
 test('the HTML page of a real report as a person sees it: a headless Chromium screenshot with all seven plots drawn', (t) => {

@@ -28,7 +28,18 @@ export const COLORS = {
   effective: '#54a24b',
   baseline: '#666666',
   sampled: '#9d755d',
+  top5: '#72b7b2',
 } as const;
+
+/** Top-5 error as a second series (teal squares on a dashed line): models of more than 10 classes. */
+function top5Layers(rows: { x: number; top5: number }[], x: string): Spec[] {
+  if (!rows.length) return [];
+  const enc = { x: { field: x, type: 'quantitative' }, y: { field: 'top5', type: 'quantitative' } };
+  return [
+    { data: { values: rows.map((r) => ({ [x]: r.x, top5: r.top5 })) }, mark: { type: 'line', strokeDash: [4, 3], color: COLORS.top5 }, encoding: enc },
+    { data: { values: rows.map((r) => ({ [x]: r.x, top5: r.top5 })) }, mark: { type: 'square', size: 40, color: COLORS.top5, opacity: 1 }, encoding: enc },
+  ];
+}
 const SWAP_COLORS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#17becf', '#bcbd22', '#8c564b'];
 
 /** Room (pixels) at each end of a continuous axis, so no point at the extremes is cut by the frame. */
@@ -62,8 +73,10 @@ function singleSpec(r: Report): Spec | null {
   if (!l || !l.single.length) return null;
   const rows = l.single.map((x) => ({ unit: x.unit, error: x.error, kind: x.downsampling ? 'downsampling' : 'same shape' }));
   const errScale = { zero: false, nice: true, padding: PAD };
+  const top5 = l.baseline.top5Error === undefined ? [] : l.single.filter((x) => x.top5Error !== undefined).map((x) => ({ x: x.unit, top5: x.top5Error! }));
   return {
     layer: [
+      ...top5Layers(top5, 'unit'),
       {
         data: { values: [{ error: l.baseline.error }] },
         mark: { type: 'rule', strokeDash: [5, 4], color: COLORS.baseline },
@@ -104,8 +117,10 @@ function kSpec(r: Report): Spec | null {
   const scale = bName ? { domain: [aName, bName], range: [COLORS.model, COLORS.compare] } : { domain: [aName], range: [COLORS.model] };
   const color = { field: 'network', type: 'nominal', title: null, scale, legend: { orient: 'bottom', labelLimit: 400 } };
   const y = { field: 'error', type: 'quantitative', scale: { zero: false, padding: PAD } };
+  const top5 = l.baseline.top5Error === undefined ? [] : [{ x: 0, top5: l.baseline.top5Error }, ...l.k.map((g) => ({ x: g.k, top5: g.samples.reduce((t, s) => t + (s.top5Error ?? 0), 0) / g.samples.length }))];
   return {
     layer: [
+      ...top5Layers(top5, 'k'),
       {
         data: { values: [...a.samples, ...b.samples] },
         mark: { type: 'circle', opacity: 0.35, size: 30 },
@@ -277,6 +292,7 @@ function exactSpec(r: Report): Spec | null {
 /** Each plot's caption, naming only the series the report has. */
 export function captions(r: Report): Record<PlotName, { title: string; missing: string }> {
   const sd = r.paths?.stochasticDepth ? ' (red line: lengths sampled in training with stochastic depth)' : '';
+  const top5 = r.lesion?.baseline.top5Error !== undefined ? '; teal squares: top-5 error' : '';
   const range = r.gradients?.effective.range ? ' (green band: the effective paths)' : '';
   const x = r.exact;
   const sampled = x && r.gradients
@@ -286,8 +302,8 @@ export function captions(r: Report): Record<PlotName, { title: string; missing: 
     ? `Share of the gradient carried by paths of each length: blue, exact (every path: Σ⟨G_k, G⟩ / Σ⟨G, G⟩ over ${x.exact.images} images in batches of ${x.batchSize}, summing to 1 over k)${sampled} (green band: lengths ${x.exact.effectiveRange[0]}–${x.exact.effectiveRange[1]}, the shortest range holding ${x.mass * 100}%)`
     : '';
   return {
-    single: { title: 'Test error when one block is deleted (dashed: the intact network)', missing: 'no single-block sweep (--no-lesion)' },
-    k: { title: 'Test error against the number of blocks deleted at random (k = 0: intact; line: mean, dots: each random set)', missing: 'no k-block sweep (--no-lesion)' },
+    single: { title: `Test error when one block is deleted (dashed: the intact network${top5})`, missing: 'no single-block sweep (--no-lesion)' },
+    k: { title: `Test error against the number of blocks deleted at random (k = 0: intact; line: mean, dots: each random set${top5 && '; teal squares: the mean top-5 error'})`, missing: 'no k-block sweep (--no-lesion)' },
     tau: { title: "Test error against Kendall's τ of the reordered blocks (τ = 1: original order; dashed: the intact network)", missing: 'no reordering (--no-reorder)' },
     paths: { title: `Path-length distribution of the unraveled network${sd}`, missing: 'no path distribution (--no-paths)' },
     gradients: { title: 'Gradient magnitude against path length (log scale)', missing: 'no gradients (--no-gradients)' },
