@@ -239,6 +239,10 @@ describe('controller', () => {
     };
     try {
       c.start({ sweep: false, ensemble: false });
+      c.act('toggle');
+      await sleep(50);
+      assert.equal(b.exacts.length, 0, 'nothing computed while the paths view is not shown');
+      c.act('toggle');
       c.act('viewPaths');
       await sleep(50);
       assert.equal(b.exacts.length, 1);
