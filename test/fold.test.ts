@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import ort from 'onnxruntime-node';
-import { encodeModel, floatTensor, makeModel, makeNode, valueInfo, type ModelProto } from '../src/loader/proto.js';
+import { attr, encodeModel, floatTensor, makeModel, makeNode, valueInfo, type ModelProto } from '../src/loader/proto.js';
 import { foldBatchNorm } from '../src/surgery/fold.js';
 import { Random } from '../src/random.js';
 
@@ -66,4 +66,28 @@ test('a BN whose Conv output is used elsewhere is left alone', () => {
   const { model, folded } = foldBatchNorm(m);
   assert.equal(folded, 0);
   assert.equal(model, m);
+});
+
+test('BN parameters reached through Identity or Constant nodes (torch.onnx shares equal tensors) are folded too; spatial=0 is not', async () => {
+  const m = block(false);
+  const g = m.graph!;
+  const bias = g.initializer!.find((t) => t.name === 'bn_b')!;
+  const mean = g.initializer!.find((t) => t.name === 'bn_m')!;
+  g.initializer = g.initializer!.filter((t) => t !== mean);
+  g.node = [
+    makeNode('Identity', ['bn_b'], ['bn_b_shared'], {}, 'share'),
+    makeNode('Constant', [], ['bn_m_const'], { value: mean }, 'const'),
+    ...g.node!.map((n) => (n.opType === 'BatchNormalization' ? { ...n, input: ['c', 'bn_s', 'bn_b_shared', 'bn_m_const', 'bn_v'] } : n)),
+  ];
+  const { model: f, folded } = foldBatchNorm(m);
+  assert.equal(folded, 1);
+  assert.deepEqual(f.graph!.node!.map((n) => n.opType), ['Conv', 'Relu', 'Add'], 'the Identity and Constant that fed only the BN go with it');
+  assert.ok(!f.graph!.initializer!.includes(bias), 'the shared bias is dropped once nothing reads it');
+  const x = Float32Array.from(vals(75));
+  const [a, b] = [await run(m, x), await run(f, x)];
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) < 1e-5, `element ${i}: ${a[i]} vs ${b[i]}`);
+  // Opset 7's spatial=0 normalises per activation, not per channel: left for onnxruntime.
+  const perActivation = block(false);
+  perActivation.graph!.node!.find((n) => n.opType === 'BatchNormalization')!.attribute!.push(attr('spatial', 0));
+  assert.equal(foldBatchNorm(perActivation).folded, 0);
 });

@@ -6,7 +6,7 @@
  * each; folded beforehand, the copies share one initializer. The Conv takes over the BN's output
  * name, so every tensor the residual structure names stays. Pure: the input model is not changed.
  */
-import { attrFloat, DataType, floatTensor, tensorDims, tensorFloats, type ModelProto, type NodeProto, type TensorProto } from '../loader/proto.js';
+import { attrFloat, attrInt, DataType, floatTensor, tensorDims, tensorFloats, type ModelProto, type NodeProto, type TensorProto } from '../loader/proto.js';
 
 export interface Folded {
   model: ModelProto;
@@ -34,19 +34,35 @@ export function foldBatchNorm(model: ModelProto): Folded {
     usedNames.add(name);
     return name;
   };
+  // torch.onnx shares equal constants: a BN's bias can arrive through an Identity of another
+  // initializer (resnet20 at opsets 9-17), and older exporters write Constant nodes.
+  const constant = (name: string | undefined | null): TensorProto | undefined => {
+    for (let hops = 0; name && hops < 8; hops++) {
+      const t = inits.get(name);
+      if (t) return t;
+      const p = producer.get(name);
+      const n = p === undefined ? undefined : nodes[p]!;
+      if (n?.opType === 'Constant') return n.attribute?.find((a) => a.name === 'value')?.t ?? undefined;
+      if (n?.opType !== 'Identity') return undefined;
+      name = n.input?.[0];
+    }
+    return undefined;
+  };
   const floats = (name: string | undefined | null) => {
-    const t = name ? inits.get(name) : undefined;
+    const t = constant(name);
     return t && t.dataType === DataType.FLOAT ? tensorFloats(t) : null;
   };
 
   nodes.forEach((bn, bi) => {
     if (bn.opType !== 'BatchNormalization' || (bn.output ?? []).filter((o) => o).length !== 1) return;
     if (bn.domain && bn.domain !== 'ai.onnx') return;
+    // Opset 7's spatial=0 normalises each activation on its own, not per channel.
+    if (attrInt(bn, 'spatial', 1) !== 1) return;
     const ci = producer.get(bn.input![0]!);
     if (ci === undefined || replaced.has(ci)) return;
     const conv = nodes[ci]!;
     if (conv.opType !== 'Conv' || (conv.output ?? []).length !== 1 || consumers.get(conv.output![0]!) !== 1 || graphOutputs.has(conv.output![0]!)) return;
-    const wT = inits.get(conv.input![1]!);
+    const wT = constant(conv.input![1]);
     const W = floats(conv.input![1]);
     const [scale, beta, mean, variance] = [1, 2, 3, 4].map((k) => floats(bn.input![k]));
     if (!wT || !W || !scale || !beta || !mean || !variance) return;
@@ -70,9 +86,17 @@ export function foldBatchNorm(model: ModelProto): Folded {
   });
   if (!dropped.size) return { model, folded: 0 };
 
-  const node = nodes.flatMap((n, i) => (dropped.has(i) ? [] : [replaced.get(i) ?? n]));
+  let node = nodes.flatMap((n, i) => (dropped.has(i) ? [] : [replaced.get(i) ?? n]));
+  const graphOut = new Set((g.output ?? []).map((o) => o.name!));
+  // Identity and Constant nodes that fed only the folded BNs go with them.
+  for (let again = true; again; ) {
+    const read = new Set(node.flatMap((n) => n.input ?? []));
+    const before = node.length;
+    node = node.filter((n) => !(n.opType === 'Identity' || n.opType === 'Constant') || (n.output ?? []).some((o) => read.has(o) || graphOut.has(o)));
+    again = node.length < before;
+  }
   const stillUsed = new Set(node.flatMap((n) => n.input ?? []));
-  for (const o of g.output ?? []) stillUsed.add(o.name!);
+  for (const o of graphOut) stillUsed.add(o);
   const initializer = [...(g.initializer ?? []).filter((t) => stillUsed.has(t.name!)), ...added];
   const inputs = (g.input ?? []).filter((i) => !inits.has(i.name!) || stillUsed.has(i.name!));
   return { model: { ...model, graph: { ...g, node, initializer, input: inputs } }, folded: dropped.size };
