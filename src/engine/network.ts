@@ -8,6 +8,7 @@ import { loadModel, modelIO, type Model } from '../loader/model.js';
 import { restage, detectStructure, StructureError, type ResidualStructure } from '../surgery/blocks.js';
 import { indexGraph, type GraphIndex } from '../surgery/graph.js';
 import { foldBatchNorm } from '../surgery/fold.js';
+import { nchwInput } from '../surgery/layout.js';
 import { probeShapes } from './probe.js';
 import { inferShapes } from '../surgery/shapes.js';
 import type { Runtime } from './session.js';
@@ -15,7 +16,7 @@ import type { Runtime } from './session.js';
 export interface Preprocessing {
   mean: number[];
   std: number[];
-  /** Model input as C,H,W. */
+  /** Model input as C,H,W; H and W are 0 when open (only with sizeOptional). */
   inputShape: [number, number, number];
   classNames: string[] | null;
   /** Stochastic-depth survival probabilities per block, when the model says. */
@@ -32,6 +33,8 @@ export interface PreprocessOptions {
   size?: number[];
   /** A named preset (--preset): its mean and std under the flags, its size where the model leaves it open. */
   preset?: { name: string; mean: number[]; std: number[]; size?: [number, number] };
+  /** The structure is wanted without shapes when nothing fixes the input size (inspect). */
+  sizeOptional?: boolean;
 }
 
 export interface Network {
@@ -53,7 +56,11 @@ function preprocessing(model: Model, inputDims: number[], o: PreprocessOptions):
   else if (md['reslens.input_size']) hw = parseNumberList(md['reslens.input_size'], `${model.path}: metadata reslens.input_size`);
   else if (!(hw[0]! > 0 && hw[1]! > 0) && o.preset?.size) hw = o.preset.size;
   if (hw.length === 1) hw = [hw[0]!, hw[0]!];
-  if (hw.length !== 2 || hw.some((d) => !(d > 0 && Number.isInteger(d) && d <= 8192))) {
+  const open = !o.size && hw.length === 2 && hw.every((d) => d === 0);
+  if (open && o.sizeOptional) hw = [0, 0];
+  else if (open) {
+    throw new OptionError('size', (f) => `${model.path}: the model leaves its input's height and width open; pass ${f('size')} H,W (e.g. ${f('size')} 224,224) or store them once with reslens annotate --size`);
+  } else if (hw.length !== 2 || hw.some((d) => !(d > 0 && Number.isInteger(d) && d <= 8192))) {
     throw new OptionError('size', (f) => `${o.size ? f('size') : model.path}: input size ${hw.join('x') || 'unknown'} is not usable; pass ${f('size')} H,W (e.g. ${f('size')} 224,224)`);
   }
   const perChannel = (v: number[], name: 'mean' | 'std'): number[] => {
@@ -91,12 +98,17 @@ export function structureOf(model: Model): { graph: GraphIndex; structure: Resid
 export async function analyseModel(rt: Runtime, loaded: Model, o: PreprocessOptions = {}): Promise<Network> {
   // Unfolded BatchNormalization is folded once here, so that the engine's many copies of a
   // step share the Conv weights (surgery/fold.ts says why).
-  const { model: proto, folded } = foldBatchNorm(loaded.proto);
-  const model = folded ? { ...loaded, proto } : loaded;
+  const nchw = nchwInput(loaded.proto);
+  const { model: proto, folded } = foldBatchNorm(nchw.model);
+  const model = folded || nchw.transposed ? { ...loaded, proto } : loaded;
   const { input, output, inputDims } = modelIO(model);
   const { graph, structure } = structureOf(model);
+  if (nchw.transposed) structure.notes.push(`the input is channels-last (NHWC); the Transpose to NCHW that opens the graph is left out and reslens feeds ${input} as N×C×H×W`);
   if (folded) structure.notes.push(`${folded} BatchNormalization node${folded === 1 ? '' : 's'} folded into the Conv before ${folded === 1 ? 'it' : 'them'}`);
   const pre = preprocessing(model, inputDims, o);
+  if (pre.survival && pre.survival.length !== structure.blocks.length) {
+    throw new UserError(`${model.path}: metadata reslens.survival has ${pre.survival.length} values but the network has ${structure.blocks.length} residual blocks`);
+  }
   const boundaries = new Set<string>();
   for (const s of structure.segments) {
     boundaries.add(s.from);
@@ -111,6 +123,10 @@ export async function analyseModel(rt: Runtime, loaded: Model, o: PreprocessOpti
     boundaries.add(l.output);
   }
   boundaries.delete(input);
+  if (pre.inputShape[1] === 0) {
+    structure.notes.push(`the input size is open (${inputDims.map((d) => d || '?').join('×')}); pass --size H,W for shapes and stages measured on it`);
+    return { model, graph, structure, input, output, shapes: new Map(), preprocessing: pre };
+  }
   // Shapes by static inference where every op is covered; otherwise one probe run.
   let shapes = inferShapes(graph, [1, ...pre.inputShape]);
   if (!shapes) {
@@ -124,8 +140,5 @@ export async function analyseModel(rt: Runtime, loaded: Model, o: PreprocessOpti
   }
   shapes.set(input, [1, ...pre.inputShape]);
   restage(structure, shapes);
-  if (pre.survival && pre.survival.length !== structure.blocks.length) {
-    throw new UserError(`${model.path}: metadata reslens.survival has ${pre.survival.length} values but the network has ${structure.blocks.length} residual blocks`);
-  }
   return { model, graph, structure, input, output, shapes, preprocessing: pre };
 }

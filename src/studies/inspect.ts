@@ -74,5 +74,5 @@ export function inspectReport(net: Network): InspectReport {
 }
 
 export async function inspect(rt: Runtime, file: string, o: PreprocessOptions): Promise<InspectReport> {
-  return inspectReport(await openNetwork(rt, file, o));
+  return inspectReport(await openNetwork(rt, file, { ...o, sizeOptional: true }));
 }
