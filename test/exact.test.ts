@@ -113,6 +113,30 @@ test('resnet20: G_k equals the brute-force sum over all 2^9 subsets, for every k
   }
 });
 
+test('two lanes (worker threads) give the same numbers as one, bit for bit: slices are added in their order', async () => {
+  // 8 slices of one image on two lanes finish out of order most runs; a merge in completion
+  // order would then put images' gradients in the wrong rows and change the float64 sums.
+  const run = async (threads: number, lanes: number) => {
+    const rt = new Runtime({ threads });
+    try {
+      const net = await openNetwork(rt, 'fixtures/models/resnet20.onnx');
+      const data = await openDataFor(net, { limit: 8 });
+      const batch = await data.batch([...Array(8).keys()]);
+      await data.close();
+      const eg = await ExactGradients.create(rt, net, 8, 10, { maxRows: 10, lanes });
+      assert.equal(eg.slices(8).length, 8);
+      assert.equal(eg.laneCount, lanes);
+      return await eg.runBatch(batch.images, batch.labels, undefined, true);
+    } finally {
+      await rt.close();
+    }
+  };
+  const one = await run(1, 1);
+  const two = await run(2, 2);
+  assert.deepEqual(two, one);
+  assert.ok(Math.sqrt(one.residual2 / one.gg) < 1e-5);
+});
+
 test('the lengths sum to the full gradient on every residual fixture; plain and dense nets are refused', async () => {
   const rt = new Runtime({});
   try {

@@ -4,24 +4,39 @@
  * of length k. One forward per batch, then one stacked backward per block from the last to
  * the first (surgery/stack.ts): c'[k] = M S c[k] + M R c[k-1], n(n+1)/2 residual-branch VJPs
  * for all lengths at once. The full gradient G comes from its own backward, so that
- * ‖Σ_k G_k − G‖ checks the whole recursion on every batch.
+ * ‖Σ_k G_k − G‖ checks the whole recursion on every batch. A batch runs as slices of its
+ * images (exact-slice.ts), side by side on worker threads (lanes) when the runtime may use
+ * more than one thread: onnxruntime's own threads barely help on stacks this small (measured
+ * 2026-12-01 on 2 cores: user CPU ≈ wall).
  */
-import { Interrupted } from '../errors.js';
-import { stackedChainBackward, MAX_ABS, SCALE_IN, SCALE_R, type ChainStep } from '../surgery/stack.js';
-import { buildSoftmaxCrossEntropyGrad, buildVjp, GRAD_IN, GRAD_OUT, withSavedOutputs } from '../surgery/vjp.js';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { Interrupted, UserError } from '../errors.js';
+import { encodeModel } from '../loader/proto.js';
+import { stackedChainBackward, type ChainStep } from '../surgery/stack.js';
+import { buildSoftmaxCrossEntropyGrad, buildVjp, withSavedOutputs } from '../surgery/vjp.js';
+import { openLane, runSlice, type Lane, type LaneSpec, type ChainModel, type SliceSums } from './exact-slice.js';
+import type { SliceJob, WorkerReply } from './exact-worker.js';
 import type { Network } from './network.js';
 import { probeShapes } from './probe.js';
-import type { Runtime, Session, Tensor } from './session.js';
+import type { Runtime } from './session.js';
 
 /**
- * Rows (images × lengths) of the largest stack one backward call holds; past it a batch's
- * backward runs on slices of its images (each image's gradient is independent of the others'
- * once the loss gradient is known). Big stacks are slow, not only large: measured on resnet56
- * at batch 32 (2-core x86, 2026-12-01, CPU time per batch) the whole batch at once (up to
- * 896 rows of 16×28×28) took 4.6 s, slices of 8 images (224 rows) 2.0 s; every intermediate
- * of a stack that size is a fresh allocation onnxruntime faults in on each run.
+ * Rows (images × lengths) of the largest stack one backward call holds; past it a batch runs
+ * on slices of its images (each image's gradient is independent of the others' once the loss
+ * gradient is known), and slices are what the lanes (worker threads) share out. Big stacks are
+ * slow, not only large: on resnet56 at batch 32 (2-core x86, 2026-12-01, one thread, CPU time
+ * per batch) the whole batch at once (896 rows) took 4.6 s, slices of 224 rows 2.0 s. Smaller
+ * still costs no CPU and holds less in each chain's arena, which every lane keeps for itself.
+ * Measured 2026-12-02 (2-core AMD EPYC, load average 14-22 from other jobs, so CPU seconds
+ * are ~2.5x an idle machine's; 4 batches of 32, CPU s per batch / peak RSS): resnet56, one
+ * lane: 256 rows 3.93 / 518 MB, 128 rows 3.90 / 439 MB, 64 rows 3.69 / 399 MB; two lanes:
+ * 128 rows 3.25 / 810 MB, 64 rows 3.38 / 552 MB. resnet110, two lanes, 2 batches: 128 rows
+ * 11.4 / 919 MB, 64 rows 11.1 / 860 MB.
  */
-export const DEFAULT_MAX_ROWS = 256;
+export const DEFAULT_MAX_ROWS = 64;
 
 /** What one batch contributes, in float64. */
 export interface ExactBatch {
@@ -40,16 +55,6 @@ export interface ExactBatch {
   full?: Float64Array;
 }
 
-/** Consecutive blocks (and the glue between them) whose backward is one onnxruntime call. */
-interface Chain {
-  session: Session;
-  saved: string[];
-  /** Blocks in the chain (lengths it adds). */
-  blocks: number;
-  /** Dims of one image of the gradient the chain reads. */
-  inDims: number[];
-}
-
 /**
  * Blocks per backward call. One call per run of blocks keeps onnxruntime's arena and blocked
  * layout across them and skips the trip through JavaScript; lengths are brought back near 1
@@ -60,29 +65,117 @@ interface Chain {
  */
 export const CHAIN_BLOCKS = 9;
 
-/** 2^-round(log2 m): brings a stored length's largest magnitude near 1 (1 for 0 or non-finite). */
-function exponentFor(m: number): number {
-  return m > 0 && Number.isFinite(m) ? -Math.round(Math.log2(m)) : 0;
+
+/**
+ * Worker threads that run slices' backwards side by side, each on its own sessions
+ * (exact-worker.ts). A slice goes to the first idle worker; the caller gets one promise per
+ * slice and adds the results in slice order, so the sums do not depend on which finished first.
+ */
+class Lanes {
+  private idle: Worker[] = [];
+  private queue: { job: SliceJob; done: (r: WorkerReply) => void }[] = [];
+  private waiting = new Map<number, (r: WorkerReply) => void>();
+  private next = 0;
+  private dead: Error | null = null;
+
+  private constructor(private readonly workers: Worker[]) {}
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  static async start(spec: LaneSpec, lanes: number, threads: number): Promise<Lanes> {
+    const workers = Array.from({ length: lanes }, () => spawnWorker({ spec, threads }));
+    const pool = new Lanes(workers);
+    try {
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve, reject) => {
+              w.once('message', (m: WorkerReply) => ('error' in m ? reject(replyError(m.error)) : resolve()));
+              w.once('error', reject);
+            }),
+        ),
+      );
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    for (const w of workers) {
+      w.on('message', (m: WorkerReply) => pool.replied(w, m));
+      w.on('error', (e) => pool.fail(e));
+      w.on('exit', (code) => pool.fail(new Error(`exited with code ${code}`)));
+      // Idle workers do not keep the process alive; one with a slice in hand does.
+      w.unref();
+      pool.idle.push(w);
+    }
+    return pool;
+  }
+
+  run(job: Omit<SliceJob, 'id'>): Promise<SliceSums> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<SliceSums>((resolve, reject) => {
+      const done = (r: WorkerReply) => ('sums' in r ? resolve(r.sums) : 'error' in r ? reject(replyError(r.error)) : reject(new Error('exact: a worker replied out of turn')));
+      this.queue.push({ job: { ...job, id: this.next++ }, done });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    while (this.idle.length && this.queue.length) {
+      const w = this.idle.shift()!;
+      const { job, done } = this.queue.shift()!;
+      this.waiting.set(job.id, done);
+      w.ref();
+      w.postMessage(job);
+    }
+  }
+
+  private replied(w: Worker, m: WorkerReply): void {
+    if (!('id' in m) || m.id === null) return;
+    const done = this.waiting.get(m.id);
+    this.waiting.delete(m.id);
+    w.unref();
+    this.idle.push(w);
+    done?.(m);
+    this.dispatch();
+  }
+
+  private fail(e: Error): void {
+    if (this.dead) return;
+    this.dead = e;
+    const all = [...this.waiting.values(), ...this.queue.map((q) => q.done)];
+    this.waiting.clear();
+    this.queue = [];
+    for (const done of all) done({ id: null, error: { message: `exact: a worker thread failed: ${e.message}`, user: false } });
+  }
+
+  async close(): Promise<void> {
+    this.dead ??= new Error('exact: the worker threads were closed');
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
 }
 
-/** The largest of each length's R rows. */
-function perLength(rows: Float32Array, R: number): number[] {
-  const out: number[] = [];
-  for (let k = 0; k * R < rows.length; k++) {
-    let m = 0;
-    for (let i = k * R; i < (k + 1) * R; i++) m = Math.max(m, rows[i]!);
-    out.push(m);
-  }
-  return out;
+/**
+ * Built, the worker is a .js beside this file. Run from source under tsx (tests, bench), it is
+ * a .ts, and a worker thread does not inherit the parent's `--import tsx`: it registers tsx first.
+ */
+function spawnWorker(workerData: unknown): Worker {
+  const here = fileURLToPath(import.meta.url);
+  const file = path.join(path.dirname(here), `exact-worker${path.extname(here)}`);
+  if (!file.endsWith('.ts')) return new Worker(file, { workerData });
+  const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => t.register()).then(() => import(${JSON.stringify(pathToFileURL(file).href)}))`;
+  return new Worker(boot, { eval: true, workerData });
+}
+
+function replyError(e: { message: string; user: boolean }): Error {
+  return e.user ? new UserError(e.message) : new Error(e.message);
 }
 
 export class ExactGradients {
-  private forward!: Session;
-  private lossGrad!: Session;
-  private head!: { session: Session; saved: string[] } | null;
-  private full!: { session: Session; saved: string[] };
-  /** From the last block to the first. */
-  private chains: Chain[] = [];
+  /** The sessions in this thread (one lane), or the workers' (several). */
+  private local: Lane | null = null;
+  private lanes: Lanes | null = null;
   readonly n: number;
 
   private constructor(
@@ -94,18 +187,39 @@ export class ExactGradients {
     this.n = net.structure.blocks.length;
   }
 
-  static async create(rt: Runtime, net: Network, batchSize: number, classes: number, o: { maxRows?: number } = {}): Promise<ExactGradients> {
+  /**
+   * `lanes`: slices run side by side in that many worker threads; default one per thread the
+   * runtime may use (--threads, else every core), at most one per slice of a full batch. One
+   * lane runs in this thread. Slicing does not depend on it, and neither do the sums.
+   */
+  static async create(rt: Runtime, net: Network, batchSize: number, classes: number, o: { maxRows?: number; lanes?: number } = {}): Promise<ExactGradients> {
     const eg = new ExactGradients(rt, net, batchSize, o.maxRows ?? DEFAULT_MAX_ROWS);
-    await eg.build(classes);
+    await eg.build(classes, o.lanes);
     return eg;
   }
 
-  /** Images per backward call: as many as keep the deepest stack within maxRows. */
-  get slice(): number {
-    return Math.max(1, Math.min(this.batchSize, Math.floor(this.maxRows / (this.n + 1))));
+  /**
+   * Slices [lo, hi) of a batch of N images, one backward call each: as few as keep the deepest
+   * stack within maxRows, as even as can be (so that lanes finish together).
+   */
+  slices(N: number): [number, number][] {
+    const most = Math.max(1, Math.floor(this.maxRows / (this.n + 1)));
+    const count = Math.ceil(N / most);
+    const out: [number, number][] = [];
+    for (let i = 0, lo = 0; i < count; i++) {
+      const hi = lo + Math.floor(N / count) + (i < N % count ? 1 : 0);
+      out.push([lo, hi]);
+      lo = hi;
+    }
+    return out;
   }
 
-  private async build(classes: number): Promise<void> {
+  /** Lanes in use (1: this thread). */
+  get laneCount(): number {
+    return this.lanes ? this.lanes.size : 1;
+  }
+
+  private async build(classes: number, lanes?: number): Promise<void> {
     const { structure: s, graph: g, model } = this.net;
     // The exact study checks this for the user (studies/exact.ts).
     if (s.kind !== 'residual') throw new Error(`ExactGradients: ${model.path} is a ${s.kind} network, without residual blocks`);
@@ -123,12 +237,14 @@ export class ExactGradients {
     const blocks = s.blocks;
     const n = blocks.length;
     const last = blocks[n - 1]!;
+    let head: LaneSpec['head'] = null;
     if (last.output !== this.net.output) {
       const v = buildVjp(model.proto, g, { from: last.output, to: this.net.output, shapes, reluMasks: true });
-      this.head = { session: await this.rt.create(v.model, 'exact: backward of the head'), saved: collect(v) };
-    } else this.head = null;
+      head = { model: encodeModel(v.model), saved: collect(v), label: 'exact: backward of the head' };
+    }
     // Chains of up to CHAIN_BLOCKS blocks within a stage, from the last block down; the glue
     // before a block (between it and the previous one) goes with it.
+    const chains: ChainModel[] = [];
     for (let j = n - 1; j >= 0; ) {
       const steps: ChainStep[] = [];
       const top = j;
@@ -140,12 +256,29 @@ export class ExactGradients {
       } while (j >= 0 && top - j < CHAIN_BLOCKS && blocks[j]!.stage === blocks[top]!.stage);
       const v = stackedChainBackward(model.proto, g, steps, shapes, L0);
       const label = `exact: blocks ${blocks[j + 1]!.index}-${blocks[top]!.index}, ${L0} lengths in`;
-      this.chains.push({ session: await this.rt.create(v.model, label, { arena: true }), saved: collect(v), blocks: top - j, inDims: shapes.get(blocks[top]!.output)!.slice(1) });
+      chains.push({ model: encodeModel(v.model), saved: collect(v), label, blocks: top - j, inDims: shapes.get(blocks[top]!.output)!.slice(1) });
     }
     const fv = buildVjp(model.proto, g, { from: blocks[0]!.input, to: last.output, shapes, reluMasks: true });
-    this.full = { session: await this.rt.create(fv.model, 'exact: full backward of the blocks'), saved: collect(fv) };
-    this.forward = await this.rt.create(withSavedOutputs(model.proto, [...saved], masks), 'exact: forward with saved tensors');
-    this.lossGrad = await this.rt.create(buildSoftmaxCrossEntropyGrad(classes), 'softmax cross-entropy gradient');
+    const full = { model: encodeModel(fv.model), saved: collect(fv), label: 'exact: full backward of the blocks' };
+    const spec: LaneSpec = {
+      n,
+      input: this.net.input,
+      output: this.net.output,
+      inputDims: this.net.preprocessing.inputShape,
+      forward: { model: encodeModel(withSavedOutputs(model.proto, [...saved], masks)), saved: [], label: 'exact: forward with saved tensors' },
+      lossGrad: { model: encodeModel(buildSoftmaxCrossEntropyGrad(classes)), saved: [], label: 'softmax cross-entropy gradient' },
+      head,
+      full,
+      chains,
+    };
+    const threads = this.rt.threads ?? os.availableParallelism();
+    const want = Math.min(lanes ?? threads, this.slices(this.batchSize).length);
+    // Worker threads only on the CPU: a GPU device runs one slice at a time anyway.
+    if (want > 1 && (await this.rt.resolveDevice()) === 'cpu') {
+      this.lanes = await Lanes.start(spec, want, Math.max(1, Math.floor(threads / want)));
+      const lanesOpen = this.lanes;
+      this.rt.atClose(() => lanesOpen.close());
+    } else this.local = await openLane(this.rt, spec);
   }
 
   /**
@@ -154,86 +287,30 @@ export class ExactGradients {
    */
   async runBatch(images: Float32Array, labels: Int32Array, signal?: AbortSignal, keepGradients = false): Promise<ExactBatch> {
     const N = labels.length;
-    const x: Tensor = { data: images, dims: [N, ...this.net.preprocessing.inputShape] };
-    const res = await this.forward.run({ [this.net.input]: x });
-    const fwd = new Map<string, Tensor>(Object.entries(res));
-    fwd.set(this.net.input, x);
-    const lg = await this.lossGrad.run({ logits: res[this.net.output]!, labels: { data: Float32Array.from(labels), dims: [N] } });
-    const loss = (lg.loss!.data as Float32Array)[0]!;
-    const n = this.n;
-    const out: ExactBatch = { images: N, loss, norms: new Float64Array(n + 1), dots: new Float64Array(n + 1), gg: 0, residual2: 0 };
-    const norms2 = new Float64Array(n + 1);
-    const kept: Float64Array[][] = [];
-    const keptFull: Float64Array[] = [];
-    const step = this.slice;
-    for (let lo = 0; lo < N; lo += step) {
+    const per = images.length / N;
+    const parts: Promise<SliceSums>[] = [];
+    for (const [lo, hi] of this.slices(N)) {
       if (signal?.aborted) throw new Interrupted();
-      const hi = Math.min(N, lo + step);
-      const gl = lg.grad_logits!;
-      const rows = (t: Tensor): Tensor => {
-        const per = t.data.length / t.dims[0]!;
-        return { data: t.data.subarray(lo * per, hi * per) as Float32Array, dims: [hi - lo, ...t.dims.slice(1)] };
-      };
-      const feeds = (saved: string[], extra: Record<string, Tensor>) => {
-        const f: Record<string, Tensor> = { ...extra };
-        for (const t of saved) f[t] = rows(fwd.get(t)!);
-        return f;
-      };
-      let g = rows(gl);
-      if (this.head) g = (await this.head.session.run(feeds(this.head.saved, { [GRAD_OUT]: g })))[GRAD_IN]!;
-      const G = (await this.full.session.run(feeds(this.full.saved, { [GRAD_OUT]: g })))[GRAD_IN]!.data as Float32Array;
-      // The stack c̃[k] = G_k·2^e[k]: each length keeps its own power-of-two scale, since the
-      // lengths span tens of orders of magnitude (float32 would underflow past k ≈ 50).
-      let m = 0;
-      for (const v of g.data as Float32Array) m = Math.max(m, Math.abs(v));
-      let stack = g.data as Float32Array;
-      let exps = [0];
-      let maxes = [m];
-      for (const ch of this.chains) {
-        if (signal?.aborted) throw new Interrupted();
-        const L = exps.length;
-        const R = hi - lo;
-        // Each length brought near 1 on entry; lengths born inside the chain take the
-        // exponent of the longest one coming in.
-        const a = exps.map((e, k) => e + exponentFor(maxes[k]!));
-        const Lr = L + ch.blocks - 1;
-        const ext = (k: number) => a[Math.min(k, L - 1)]!;
-        const scaleIn = new Float32Array(L * R);
-        const scaleR = new Float32Array(Lr * R);
-        for (let k = 0; k < L; k++) scaleIn.fill(2 ** (a[k]! - exps[k]!), k * R, (k + 1) * R);
-        for (let k = 0; k < Lr; k++) scaleR.fill(2 ** (ext(k + 1) - ext(k)), k * R, (k + 1) * R);
-        if (!scaleR.every((v) => v > 0 && Number.isFinite(v))) throw new Error(`ExactGradients: lengths ${a.join(',')} are too far apart for float32 scales`);
-        const gradOut: Tensor = { data: stack, dims: [L * R, ...ch.inDims] };
-        const r = await ch.session.run(feeds(ch.saved, { [GRAD_OUT]: gradOut, [SCALE_IN]: { data: scaleIn, dims: [L * R] }, [SCALE_R]: { data: scaleR, dims: [Lr * R] } }));
-        stack = r[GRAD_IN]!.data as Float32Array;
-        maxes = perLength(r[MAX_ABS]!.data as Float32Array, R);
-        exps = Array.from({ length: L + ch.blocks }, (_, k) => ext(k));
-      }
-      // Back to true values in float64, where even 1e-41 is an ordinary number.
-      const D = G.length;
-      const sum = new Float64Array(D);
+      const x = images.subarray(lo * per, hi * per);
+      const y = labels.subarray(lo, hi);
+      // Copies to a worker (a view would take its whole buffer along); views here.
+      if (this.lanes) parts.push(this.lanes.run({ images: x.slice(), labels: y.slice(), batch: N, keep: keepGradients }));
+      else parts.push(Promise.resolve(await runSlice(this.local!, x, y, N, keepGradients, signal)));
+    }
+    const sums = await Promise.all(parts);
+    if (signal?.aborted) throw new Interrupted();
+    // Slice by slice in order, whichever lane finished first.
+    const n = this.n;
+    const out: ExactBatch = { images: N, loss: 0, norms: new Float64Array(n + 1), dots: new Float64Array(n + 1), gg: 0, residual2: 0 };
+    const norms2 = new Float64Array(n + 1);
+    for (const s of sums) {
+      out.loss += s.loss;
       for (let k = 0; k <= n; k++) {
-        const f = 2 ** -exps[k]!;
-        let s2 = 0;
-        let dot = 0;
-        const base = k * D;
-        const gk = keepGradients ? new Float64Array(D) : null;
-        for (let i = 0; i < D; i++) {
-          const v = stack[base + i]! * f;
-          s2 += v * v;
-          dot += v * G[i]!;
-          sum[i]! += v;
-          if (gk) gk[i] = v;
-        }
-        norms2[k]! += s2;
-        out.dots[k]! += dot;
-        if (gk) (kept[k] ??= []).push(gk);
+        norms2[k]! += s.norms2[k]!;
+        out.dots[k]! += s.dots[k]!;
       }
-      for (let i = 0; i < D; i++) {
-        out.gg += G[i]! * G[i]!;
-        out.residual2 += (sum[i]! - G[i]!) ** 2;
-      }
-      if (keepGradients) keptFull.push(Float64Array.from(G));
+      out.gg += s.gg;
+      out.residual2 += s.residual2;
     }
     for (let k = 0; k <= n; k++) out.norms[k] = Math.sqrt(norms2[k]!);
     if (keepGradients) {
@@ -243,8 +320,8 @@ export class ExactGradients {
         for (const p of parts) (r.set(p, o), (o += p.length));
         return r;
       };
-      out.gradients = kept.map(cat);
-      out.full = cat(keptFull);
+      out.gradients = Array.from({ length: n + 1 }, (_, k) => cat(sums.map((s) => s.gradients![k]!)));
+      out.full = cat(sums.map((s) => s.full!));
     }
     return out;
   }

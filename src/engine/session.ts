@@ -101,6 +101,7 @@ export class Runtime {
   private profileDir: string | null = null;
   private profiled = 0;
   private sessions: Session[] = [];
+  private closers: (() => Promise<void>)[] = [];
   private chosen: Device | null;
   private choose: (() => Promise<Device>) | null;
 
@@ -241,10 +242,17 @@ export class Runtime {
     return session;
   }
 
+  /** Runs `fn` at close, for what holds sessions elsewhere (the engine's worker threads). */
+  atClose(fn: () => Promise<void>): void {
+    this.closers.push(fn);
+  }
+
   async close(): Promise<void> {
     const all = this.sessions;
     this.sessions = [];
-    await Promise.all(all.map((s) => s.release()));
+    const closers = this.closers;
+    this.closers = [];
+    await Promise.all([...all.map((s) => s.release()), ...closers.map((f) => f())]);
     if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
     this.profileDir = null;
   }
