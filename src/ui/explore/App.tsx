@@ -48,6 +48,9 @@ export function App({ controller, size }: AppProps) {
     if (state.quitting) exit();
   }, [state.quitting, exit]);
 
+  const pathsShown = !state.help && (state.view === 'paths' || (state.view === 'blocks' && dashboardLayout(width) !== null));
+  useEffect(() => controller.setPathsShown(pathsShown), [controller, pathsShown]);
+
   if (term.columns < MIN_SIZE.columns || term.rows < MIN_SIZE.rows) {
     return <Text wrap="truncate">{`explore needs at least ${MIN_SIZE.columns}x${MIN_SIZE.rows} (now ${term.columns}x${term.rows}); q quits`}</Text>;
   }

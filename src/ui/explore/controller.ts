@@ -160,6 +160,20 @@ export class ExploreController {
     this.ensureExact();
   }
 
+  /**
+   * Whether the paths panel is on screen: the paths view, or the blocks view of a terminal wide
+   * enough to show it beside the list (the app says; without an app, the paths view).
+   */
+  private panelShown: boolean | null = null;
+  private get pathsShown(): boolean {
+    return this.panelShown ?? this.state.view === 'paths';
+  }
+  setPathsShown(shown: boolean): void {
+    if (this.panelShown === shown) return;
+    this.panelShown = shown;
+    this.ensureExact();
+  }
+
   toggle(index?: number): void {
     this.dispatch({ type: 'toggle', index });
     this.ensureCurrent();
@@ -247,9 +261,9 @@ export class ExploreController {
    */
   private ensureExact(): void {
     if (this.closed || this.state.quitting) return;
-    // Only the paths view shows them: elsewhere they would take a core from the sweeps for
+    // Only the paths panel shows them: hidden, they would take a core from the sweeps for
     // nothing (3-4 s of CPU a change on resnet56); a computation already running is finished.
-    if (this.state.view !== 'paths') return;
+    if (!this.pathsShown) return;
     const key = currentKey(this.state);
     if (this.exactRun?.key === key) return;
     this.exactRun?.abort.abort();
