@@ -16,9 +16,14 @@ const CHROMIUM = '/usr/lib/chromium';
 const ICD = path.join(CHROMIUM, 'vk_swiftshader_icd.json');
 /**
  * The convolutional fixtures (the vision transformers in fixtures/models came later and are
- * not checked here yet).
+ * not checked here yet). The suite checks one of each block kind: post-activation with
+ * projection shortcuts (resnet20), pre-activation (preact56), bottleneck with grouped convs
+ * (resnext), plain and dense nets; resnet56, sd56 and resnet110 repeat resnet20's ops deeper
+ * and cost ~70-150 s each on SwiftShader (preact56: 66 s idle, 2026-12-02), so they run with
+ * RESLENS_PLACEMENT_ALL=1.
  */
-const MODELS = ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet110.onnx', 'resnet20.onnx', 'resnet56.onnx', 'resnext.onnx', 'sd56.onnx'];
+const ALL = ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet110.onnx', 'resnet20.onnx', 'resnet56.onnx', 'resnext.onnx', 'sd56.onnx'];
+const MODELS = process.env.RESLENS_PLACEMENT_ALL === '1' ? ALL : ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet20.onnx', 'resnext.onnx'];
 
 let xdg: string;
 before(() => {
@@ -39,9 +44,9 @@ function placementsOf(model: string): Promise<PlacementReport> {
   });
 }
 
-test('every convolutional fixture is checked', () => {
+test('the list of convolutional fixtures is complete (the suite checks one of each block kind, RESLENS_PLACEMENT_ALL=1 all of them)', () => {
   const cnn = readdirSync('fixtures/models').filter((f) => f.endsWith('.onnx') && !f.startsWith('vit'));
-  assert.deepEqual(cnn.sort(), MODELS);
+  assert.deepEqual(cnn.sort(), ALL);
 });
 
 for (const file of MODELS) {
