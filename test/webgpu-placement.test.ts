@@ -15,15 +15,16 @@ import type { PlacementReport } from './helpers/webgpu-placement.js';
 const CHROMIUM = '/usr/lib/chromium';
 const ICD = path.join(CHROMIUM, 'vk_swiftshader_icd.json');
 /**
- * The convolutional fixtures (the vision transformers in fixtures/models came later and are
- * not checked here yet). The suite checks one of each block kind: post-activation with
- * projection shortcuts (resnet20), pre-activation (preact56), bottleneck with grouped convs
- * (resnext), plain and dense nets; resnet56, sd56 and resnet110 repeat resnet20's ops deeper
- * and cost ~70-150 s each on SwiftShader (preact56: 66 s idle, 2026-12-02), so they run with
+ * The fixtures. The suite checks one of each block kind: post-activation with projection
+ * shortcuts (resnet20), pre-activation (preact56), bottleneck with grouped convs (resnext),
+ * plain and dense nets, and the vision transformer (LayerNormalization, attention, GELU);
+ * resnet56, sd56 and resnet110 repeat resnet20's ops deeper and cost ~70-150 s each on
+ * SwiftShader (preact56: 66 s idle, 2026-12-02), and vit14 is vit with LayerNorm decomposed
+ * (25 s), and vit-tiny(14) the untrained ViTs of the gradient tests: they run with
  * RESLENS_PLACEMENT_ALL=1.
  */
-const ALL = ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet110.onnx', 'resnet20.onnx', 'resnet56.onnx', 'resnext.onnx', 'sd56.onnx'];
-const MODELS = process.env.RESLENS_PLACEMENT_ALL === '1' ? ALL : ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet20.onnx', 'resnext.onnx'];
+const ALL = ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet110.onnx', 'resnet20.onnx', 'resnet56.onnx', 'resnext.onnx', 'sd56.onnx', 'vit-tiny.onnx', 'vit-tiny14.onnx', 'vit.onnx', 'vit14.onnx'];
+const MODELS = process.env.RESLENS_PLACEMENT_ALL === '1' ? ALL : ['densenet.onnx', 'plain20.onnx', 'preact56.onnx', 'resnet20.onnx', 'resnext.onnx', 'vit.onnx'];
 
 let xdg: string;
 before(() => {
@@ -44,9 +45,9 @@ function placementsOf(model: string): Promise<PlacementReport> {
   });
 }
 
-test('the list of convolutional fixtures is complete (the suite checks one of each block kind, RESLENS_PLACEMENT_ALL=1 all of them)', () => {
-  const cnn = readdirSync('fixtures/models').filter((f) => f.endsWith('.onnx') && !f.startsWith('vit'));
-  assert.deepEqual(cnn.sort(), ALL);
+test('the list of fixtures is complete (the suite checks one of each block kind, RESLENS_PLACEMENT_ALL=1 all of them)', () => {
+  const all = readdirSync('fixtures/models').filter((f) => f.endsWith('.onnx'));
+  assert.deepEqual(all.sort(), ALL);
 });
 
 for (const file of MODELS) {
