@@ -63,9 +63,9 @@ export function runJson(cmd: string, argv: string[]): Promise<unknown> {
 }
 
 /** Why PyTorch cannot run here (no interpreter, no weights, no torch), or null. */
-export function torchMissing(python: string, weights: string): string | null {
+export function torchMissing(python: string, weights: string | null): string | null {
   if (!existsSync(python)) return `${python} not found`;
-  if (!existsSync(weights)) return `no PyTorch weights at ${path.relative(process.cwd(), weights)}`;
+  if (weights && !existsSync(weights)) return `no PyTorch weights at ${path.relative(process.cwd(), weights)}`;
   const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.status !== 0) return `${python} cannot import torch${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''}`;
   return null;

@@ -9,7 +9,14 @@
  *
  *   node --import tsx bench/lesion.ts [--model fixtures/models/resnet56.onnx]
  *     [--data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz] [--limit N]
- *     [--batch 256] [--threads N] [--methods engine,naive,torch] [--device cpu] [--json FILE]
+ *     [--batch N] [--threads N] [--methods engine,naive,torch] [--device cpu] [--json FILE]
+ *     [--torchvision resnet50]
+ *
+ * --batch: by default what the CLI would choose (the memory budget, engine/memory.ts), so that
+ * peak memory is the one a user sees at the default settings; the naive loop and PyTorch use
+ * the same batch. --torchvision NAME: the model is torchvision's NAME with seed-0 weights (as
+ * fixtures/export_resnet50.py --model NAME exports it) and --data a folder of model-sized
+ * images, which PyTorch decodes with PIL.
  *
  * --device runs the onnxruntime methods on webgpu or cuda (scripts/device-check.sh compares
  * their counts with the CPU's).
@@ -29,6 +36,7 @@ import { benchMain, CountingRuntime, DEFAULT_MODEL, machine, positive, PYTHON, r
 import { openDataFor } from '../src/commands/common.js';
 import { Engine, predictedClass } from '../src/engine/engine.js';
 import { unitInfo } from '../src/studies/network.js';
+import { chooseBatch } from '../src/engine/memory.js';
 import { openNetwork } from '../src/engine/network.js';
 import { onnxruntimeVersion, type Device } from '../src/engine/session.js';
 import { DELETE, exportProgram, intactProgram, unitCount, type Program } from '../src/surgery/split.js';
@@ -44,6 +52,8 @@ interface MethodResult {
   seconds: number;
   /** Opening the network and the data (node methods); reading model, weights and data (torch). */
   setupSeconds: number;
+  /** Images per batch (the engine's choice when --batch is not given). */
+  batch?: number;
   /** ORT sessions created and the seconds spent creating them (node methods). */
   sessions?: number;
   sessionSeconds?: number;
@@ -66,12 +76,14 @@ interface Args {
   model: string;
   data: string;
   limit?: number;
-  batch: number;
+  /** null: the engine's default (the memory budget's). */
+  batch: number | null;
   threads: number;
   device: Device;
   methods: Method[];
   json?: string;
   weights?: string;
+  torchvision: string | null;
   python: string;
 }
 
@@ -82,7 +94,8 @@ function parse(): Args {
       model: { type: 'string', default: DEFAULT_MODEL },
       data: { type: 'string', default: DEFAULT_DATA },
       limit: { type: 'string' },
-      batch: { type: 'string', default: '256' },
+      batch: { type: 'string' },
+      torchvision: { type: 'string' },
       threads: { type: 'string', default: String(os.cpus().length) },
       methods: { type: 'string', default: METHODS.join(',') },
       device: { type: 'string', default: 'cpu' },
@@ -95,8 +108,8 @@ function parse(): Args {
   });
   if (values.help) {
     process.stdout.write(
-      'node --import tsx bench/lesion.ts [--model M.onnx] [--data IDX] [--limit N] [--batch 256] [--threads N]\n' +
-        '  [--methods engine,naive,torch] [--device cpu|webgpu|cuda] [--weights M.pt] [--python /usr/bin/python3] [--json FILE]\n',
+      'node --import tsx bench/lesion.ts [--model M.onnx] [--data IDX] [--limit N] [--batch N] [--threads N]\n' +
+        '  [--methods engine,naive,torch] [--device cpu|webgpu|cuda] [--weights M.pt] [--torchvision NAME] [--python /usr/bin/python3] [--json FILE]\n',
     );
     process.exit(0);
   }
@@ -111,7 +124,8 @@ function parse(): Args {
     model: path.resolve(values.model!),
     data: path.resolve(values.data!),
     limit: positive('limit', values.limit),
-    batch: positive('batch', values.batch!),
+    batch: values.batch === undefined ? null : positive('batch', values.batch)!,
+    torchvision: values.torchvision ?? null,
     threads: positive('threads', values.threads!),
     methods: methods as Method[],
     json: values.json,
@@ -141,6 +155,7 @@ async function child(args: Args): Promise<MethodResult> {
   try {
     const net = await openNetwork(rt, args.model);
     const data = await openDataFor(net, { data: args.data, limit: args.limit });
+    const batch = args.batch ?? chooseBatch(net, args.device).batch;
     const setupSeconds = (performance.now() - t0) / 1000;
     const n = unitCount(net.structure);
     const units = unitInfo(net).filter((u) => u.deletable).map((u) => u.unit);
@@ -155,7 +170,7 @@ async function child(args: Args): Promise<MethodResult> {
     if (method === 'engine') {
       const engine = new Engine(rt, net);
       const res = await engine.evaluate(programs, data, {
-        batch: args.batch,
+        batch,
         cache: true,
         onProgress: (done, total) => progress(`engine: ${done}/${total} images`),
       });
@@ -167,7 +182,7 @@ async function child(args: Args): Promise<MethodResult> {
         const session = await rt.create(exportProgram(net.model.proto, net.graph, net.structure, p), configs[i]!);
         let c = 0;
         try {
-          for await (const b of data.batches(args.batch)) {
+          for await (const b of data.batches(batch)) {
             const out = await session.run({ [net.input]: { data: b.images, dims: [b.n, ...data.shape] } }, [net.output]);
             c += countCorrect(out[net.output]!.data as Float32Array, b.labels, b.n);
           }
@@ -183,6 +198,7 @@ async function child(args: Args): Promise<MethodResult> {
       method,
       seconds,
       setupSeconds,
+      batch,
       sessions: rt.count,
       sessionSeconds: rt.seconds,
       configs,
@@ -206,7 +222,8 @@ async function child(args: Args): Promise<MethodResult> {
 // ---------------------------------------------------------------- parent
 
 function nodeChild(method: 'engine' | 'naive', a: Args): Promise<MethodResult> {
-  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--method', method, '--model', a.model, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads), '--device', a.device];
+  const argv = ['--import', 'tsx', fileURLToPath(import.meta.url), '--method', method, '--model', a.model, '--data', a.data, '--threads', String(a.threads), '--device', a.device];
+  if (a.batch) argv.push('--batch', String(a.batch));
   if (a.limit) argv.push('--limit', String(a.limit));
   return runJson(process.execPath, argv) as Promise<MethodResult>;
 }
@@ -224,7 +241,8 @@ interface TorchJson {
 }
 
 async function torchChild(a: Args, ref: MethodResult, weights: string): Promise<MethodResult> {
-  const argv = [path.join(HERE, 'torch_lesion.py'), '--arch', ref.arch!, '--weights', weights, '--data', a.data, '--batch', String(a.batch), '--threads', String(a.threads), '--blocks', ref.units!.join(',')];
+  const model = a.torchvision ? ['--torchvision', a.torchvision] : ['--arch', ref.arch!, '--weights', weights];
+  const argv = [path.join(HERE, 'torch_lesion.py'), ...model, '--data', a.data, '--batch', String(ref.batch), '--threads', String(a.threads), '--blocks', ref.units!.join(',')];
   if (a.limit) argv.push('--limit', String(a.limit));
   const r = (await runJson(a.python, argv)) as TorchJson;
   return { method: 'torch', seconds: r.seconds, setupSeconds: r.data_seconds, configs: r.configs, correct: r.correct, total: r.total, peakRssMb: r.peak_rss_mb, threads: r.threads, torch: r.torch };
@@ -236,12 +254,15 @@ const LABEL: Record<Method, string> = {
   torch: 'PyTorch eager (full forward per config)',
 };
 
-async function parent(a: Args): Promise<number> {
+async function parent(args: Args): Promise<number> {
+  let a = args;
   const m = machine();
   process.stderr.write(`running engine (reslens)…\n`);
   const results: MethodResult[] = [];
   const ref = await nodeChild('engine', a);
   results.push(ref);
+  // The naive loop and PyTorch run the batch the engine ran (its default: the memory budget's).
+  a = { ...a, batch: ref.batch! };
   if (a.methods.includes('naive')) {
     process.stderr.write('running naive ORT loop…\n');
     results.push(await nodeChild('naive', a));
@@ -249,7 +270,7 @@ async function parent(a: Args): Promise<number> {
   let torchSkipped: string | null = null;
   const weights = a.weights ? path.resolve(a.weights) : path.join(path.dirname(a.model), '..', 'weights', `${ref.arch}.pt`);
   if (a.methods.includes('torch')) {
-    torchSkipped = torchMissing(a.python, weights);
+    torchSkipped = torchMissing(a.python, a.torchvision ? null : weights);
     if (torchSkipped) {
       process.stderr.write(`torch: skipped (${torchSkipped})\n`);
     } else {
