@@ -15,7 +15,7 @@ import { inspectReport } from '../studies/inspect.js';
 import { changedMode, runConfigurations, type LesionMode, type ProgramSpec } from '../studies/lesion.js';
 import { networkPaths, pathsReport } from '../studies/paths.js';
 import { compareLesionPlan, exactPlan, gradientPlan, mainLesionPlan, owned } from './plan.js';
-import type { EvalPartState, ExactPartState, GradientPartState, ReportState } from './schema.js';
+import type { EvalPartState, ReportState } from './schema.js';
 import { partWanted, saveState } from './state.js';
 
 export function reslensVersion(): string {
@@ -139,86 +139,74 @@ async function evalPart(
   saveState(ctx.file, s);
 }
 
-async function gradientPart(ctx: RunContext): Promise<void> {
+/** What a part made of batches keeps: which batches it owns and what each finished one gave. */
+interface BatchedPartState<F extends { batch: number }> {
+  done: boolean;
+  seconds: number;
+  batches: number;
+  owned: number[];
+  finished: F[];
+}
+
+/**
+ * A part computed batch by batch (gradients, exact): each owned batch's result is saved as it
+ * finishes, a resumed run does only the batches not saved, and a plan that differs from the
+ * saved one is refused.
+ */
+async function batchedPart<P extends BatchedPartState<{ batch: number }>>(
+  ctx: RunContext,
+  name: 'gradients' | 'exact',
+  batches: number,
+  saved: P | null,
+  attach: (p: P) => P,
+  run: (todo: number[], onBatch: (f: P['finished'][number]) => void) => Promise<{ interrupted: boolean }>,
+): Promise<void> {
   const s = ctx.state;
-  const c = s.config;
-  let p: GradientPartState | null = s.parts.gradients;
-  if (p?.done) return;
-  const plan = gradientPlan(s.network.n, ctx.data.size, c);
-  const own = owned(plan.batches.length, s.shard);
-  if (p && (p.batches !== plan.batches.length || !isDeepStrictEqual(p.owned, own))) {
-    throw new UserError(`${ctx.file}: its gradients part does not match this run's plan; start over with --force`);
+  if (saved?.done) return;
+  const own = owned(batches, s.shard);
+  if (saved && (saved.batches !== batches || !isDeepStrictEqual(saved.owned, own))) {
+    throw new UserError(`${ctx.file}: its ${name} part does not match this run's plan; start over with --force`);
   }
-  if (!p) {
-    p = { done: false, seconds: 0, batches: plan.batches.length, owned: own, finished: [] };
-    s.parts.gradients = p;
-  }
-  const part = p;
+  // A new part starts empty; its finished entries are the run's (the cast names their type).
+  const part = saved ?? attach({ done: false, seconds: 0, batches, owned: own, finished: [] } as unknown as P);
   const finished = new Set(part.finished.map((f) => f.batch));
   const todo = own.filter((b) => !finished.has(b));
-  if (finished.size) ctx.log(`gradients: resuming with ${finished.size} of ${own.length} batches done`);
+  if (finished.size) ctx.log(`${name}: resuming with ${finished.size} of ${own.length} batches done`);
   const base = part.seconds;
   const t0 = now();
   if (todo.length) {
-    const pg = await gradientSession(ctx.rt, ctx.net, ctx.data, plan.batchSize);
-    const bar = ctx.progress('gradients', todo.length);
+    const bar = ctx.progress(name, todo.length);
     let done = 0;
-    const { interrupted } = await runGradientBatches(pg, ctx.data, plan, todo, {
-      signal: ctx.signal,
-      onBatch: (batch, { loss, norms }) => {
-        part.finished.push({ batch, loss, norms });
-        part.seconds = base + (now() - t0) / 1000;
-        saveState(ctx.file, s);
-        bar.update(++done);
-      },
+    const { interrupted } = await run(todo, (f) => {
+      part.finished.push(f);
+      part.seconds = base + (now() - t0) / 1000;
+      saveState(ctx.file, s);
+      bar.update(++done);
     });
     if (interrupted) throw new Interrupted();
     bar.done();
   }
-  part.finished.sort((a, b) => a.batch - b.batch);
+  part.finished.sort((x, y) => x.batch - y.batch);
   part.done = true;
   part.seconds = base + (now() - t0) / 1000;
   saveState(ctx.file, s);
 }
 
+async function gradientPart(ctx: RunContext): Promise<void> {
+  const s = ctx.state;
+  const plan = gradientPlan(s.network.n, ctx.data.size, s.config);
+  await batchedPart(ctx, 'gradients', plan.batches.length, s.parts.gradients, (p) => (s.parts.gradients = p), async (todo, onBatch) => {
+    const pg = await gradientSession(ctx.rt, ctx.net, ctx.data, plan.batchSize);
+    return runGradientBatches(pg, ctx.data, plan, todo, { signal: ctx.signal, onBatch: (batch, { loss, norms }) => onBatch({ batch, loss, norms }) });
+  });
+}
+
 /** The exact decomposition: each owned batch's float64 sums are kept as it finishes. */
 async function exactPart(ctx: RunContext): Promise<void> {
   const s = ctx.state;
-  let p: ExactPartState | null = s.parts.exact;
-  if (p?.done) return;
   const plan = exactPlan(ctx.data.size, s.config);
-  const own = owned(plan.batches.length, s.shard);
-  if (p && (p.batches !== plan.batches.length || !isDeepStrictEqual(p.owned, own))) {
-    throw new UserError(`${ctx.file}: its exact part does not match this run's plan; start over with --force`);
-  }
-  if (!p) {
-    p = { done: false, seconds: 0, batches: plan.batches.length, owned: own, finished: [] };
-    s.parts.exact = p;
-  }
-  const part = p;
-  const finished = new Set(part.finished.map((f) => f.batch));
-  const todo = own.filter((b) => !finished.has(b));
-  if (finished.size) ctx.log(`exact: resuming with ${finished.size} of ${own.length} batches done`);
-  const base = part.seconds;
-  const t0 = now();
-  if (todo.length) {
+  await batchedPart(ctx, 'exact', plan.batches.length, s.parts.exact, (p) => (s.parts.exact = p), async (todo, onBatch) => {
     const eg = await exactSession(ctx.rt, ctx.net, ctx.data, plan.batchSize);
-    const bar = ctx.progress('exact', todo.length);
-    let done = 0;
-    const { interrupted } = await runExactBatches(eg, ctx.data, plan, todo, {
-      signal: ctx.signal,
-      onBatch: (batch, got) => {
-        part.finished.push({ batch, ...got });
-        part.seconds = base + (now() - t0) / 1000;
-        saveState(ctx.file, s);
-        bar.update(++done);
-      },
-    });
-    if (interrupted) throw new Interrupted();
-    bar.done();
-  }
-  part.finished.sort((a, b) => a.batch - b.batch);
-  part.done = true;
-  part.seconds = base + (now() - t0) / 1000;
-  saveState(ctx.file, s);
+    return runExactBatches(eg, ctx.data, plan, todo, { signal: ctx.signal, onBatch: (batch, got) => onBatch({ batch, ...got }) });
+  });
 }
