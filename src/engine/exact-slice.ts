@@ -63,7 +63,9 @@ export interface Lane {
 export async function openLane(rt: Runtime, spec: LaneSpec): Promise<Lane> {
   const open = async <T extends BackwardModel>(m: T, arena = false): Promise<Opened<T>> => {
     const { model, ...rest } = m;
-    return { ...rest, session: await rt.create(model, m.label, { arena }) };
+    // onnxruntime takes no shared memory: a copy for this session alone, garbage once it is open.
+    const own = model.buffer instanceof SharedArrayBuffer ? model.slice() : model;
+    return { ...rest, session: await rt.create(own, m.label, { arena }) };
   };
   const chains: Opened<ChainModel>[] = [];
   // Chains are big sessions run many times: arenas (Runtime.create).

@@ -26,6 +26,9 @@ const failed = (id: number | null, e: unknown): WorkerReply => ({ id, error: { m
 try {
   const rt = new Runtime({ threads, device: 'cpu' });
   const lane = await openLane(rt, spec);
+  // The shared models are read: without this reference (workerData keeps the spec) they go
+  // once every worker has opened its sessions.
+  for (const m of [spec.forward, spec.lossGrad, spec.head, spec.full, ...spec.chains]) if (m) m.model = new Uint8Array(0);
   port.on('message', (job: SliceJob) => {
     runSlice(lane, job.images, job.labels, job.batch, job.keep).then(
       (sums) => {

@@ -168,6 +168,15 @@ function spawnWorker(workerData: unknown): Worker {
   return new Worker(boot, { eval: true, workerData });
 }
 
+function sharedSpec(spec: LaneSpec): LaneSpec {
+  const share = <T extends { model: Uint8Array }>(m: T): T => {
+    const u = new Uint8Array(new SharedArrayBuffer(m.model.length));
+    u.set(m.model);
+    return { ...m, model: u };
+  };
+  return { ...spec, forward: share(spec.forward), lossGrad: share(spec.lossGrad), head: spec.head && share(spec.head), full: share(spec.full), chains: spec.chains.map(share) };
+}
+
 function replyError(e: { message: string; user: boolean }): Error {
   return e.user ? new UserError(e.message) : new Error(e.message);
 }
@@ -275,7 +284,9 @@ export class ExactGradients {
     const want = Math.min(lanes ?? threads, this.slices(this.batchSize).length);
     // Worker threads only on the CPU: a GPU device runs one slice at a time anyway.
     if (want > 1 && (await this.rt.resolveDevice()) === 'cpu') {
-      this.lanes = await Lanes.start(spec, want, Math.max(1, Math.floor(threads / want)));
+      // The models in shared memory: every worker reads the one copy (a clone each held all
+      // the weights once more per lane).
+      this.lanes = await Lanes.start(sharedSpec(spec), want, Math.max(1, Math.floor(threads / want)));
       const lanesOpen = this.lanes;
       this.rt.atClose(() => lanesOpen.close());
     } else this.local = await openLane(this.rt, spec);
