@@ -286,6 +286,18 @@ test('report --exact killed after some of its batches and resumed equals the uni
   assert.equal(r.code, 0, r.err);
   assert.match(r.err, new RegExp(`exact: resuming with ${kept} of ${total} batches done`));
   assert.deepEqual(withoutTimings(json(out)), withoutTimings(json(whole)));
+  // --memory reaches the exact part: slices of one image, said once, the same numbers up to
+  // float32 rounding of the loss gradient's mean (slices of 6 images divide by 6).
+  const small = path.join(dir, 'exact-small.json');
+  const m = run('report', ...ONLY_EXACT, '--memory', '1M', '-o', small);
+  assert.equal(m.code, 0, m.err);
+  assert.equal(m.err.match(/^exact: 1 image a slice \(\d+ rows\) on 1 lane instead of \d+ images for the memory budget of 1 MiB from --memory/gm)?.length, 1, m.err);
+  const [a, b] = [json(whole).exact.exact, json(small).exact.exact];
+  assert.deepEqual(b.effectiveRange, a.effectiveRange);
+  a.perLength.forEach((p: { norm: number; share: number }, k: number) => {
+    assert.ok(Math.abs(b.perLength[k].norm - p.norm) <= 1e-6 * p.norm, `|G_${k}| ${b.perLength[k].norm} against ${p.norm}`);
+    assert.ok(Math.abs(b.perLength[k].share - p.share) <= 1e-6, `share ${k} ${b.perLength[k].share} against ${p.share}`);
+  });
 });
 
 test('resume refuses other options and bad files; a progress file is not silently replaced', () => {

@@ -135,7 +135,7 @@ async function exactCommand(modelPath: string, o: GradientsFlags, withSamples: b
     try {
       const plan = makeExactPlan(data.size, { batchSize: o.batch ?? 32 });
       const t0 = performance.now();
-      const eg = await exactSession(rt, net, data, plan.batchSize);
+      const eg = await exactSession(rt, net, data, plan.batchSize, { memory: o.memory, onCut: note });
       const bar = progressBar('exact gradients', data.size);
       const stop = interruptSignal();
       const run = await runExact(eg, data, plan, o.mass, { onProgress: (d) => bar.update(d), signal: stop.signal }).finally(() => stop.dispose());

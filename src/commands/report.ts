@@ -233,7 +233,7 @@ async function reportLocked(modelPath: string, o: ReportFlags, mode: LesionMode,
       };
       const state = prior ? resumable(prior, fresh, partial) : fresh;
       saveState(partial, state);
-      await runParts(rt, { net, data, compare: cmp, state, partial, mode });
+      await runParts(rt, { net, data, compare: cmp, state, partial, mode, memory: o.memory });
       await writeOutputs(state, o, partial);
     } finally {
       await data.close();
@@ -310,11 +310,11 @@ function resumable(prior: ReportState, fresh: ReportState, partial: string): Rep
   return prior;
 }
 
-async function runParts(rt: Runtime, r: { net: Network; data: Dataset; compare: { net: Network; data: Dataset } | null; state: ReportState; partial: string; mode: LesionMode }): Promise<void> {
+async function runParts(rt: Runtime, r: { net: Network; data: Dataset; compare: { net: Network; data: Dataset } | null; state: ReportState; partial: string; mode: LesionMode; memory?: number }): Promise<void> {
   const stop = interruptSignal();
   try {
     await runReport({
-      rt, net: r.net, data: r.data, compare: r.compare, state: r.state, file: r.partial, signal: stop.signal, mode: r.mode,
+      rt, net: r.net, data: r.data, compare: r.compare, state: r.state, file: r.partial, signal: stop.signal, mode: r.mode, memory: r.memory,
       log: (l) => note(`${l}`), progress: (label, total) => progressBar(label, total),
     });
   } catch (e) {

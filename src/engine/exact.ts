@@ -22,6 +22,7 @@ import type { SliceJob, WorkerReply } from './exact-worker.js';
 import type { Network } from './network.js';
 import { probeShapes } from './probe.js';
 import type { Runtime } from './session.js';
+import { chooseExact, defaultBudget, type ExactChoice, type ExactFootprint } from './memory.js';
 
 /**
  * Rows (images × lengths) of the largest stack one backward call holds; past it a batch runs
@@ -187,11 +188,15 @@ export class ExactGradients {
   private lanes: Lanes | null = null;
   readonly n: number;
 
+  /** What the sessions hold (memory.ts), and the slices and lanes the memory budget allowed. */
+  footprint: ExactFootprint | null = null;
+  choice: ExactChoice | null = null;
+
   private constructor(
     readonly rt: Runtime,
     readonly net: Network,
     readonly batchSize: number,
-    readonly maxRows: number,
+    public maxRows: number,
   ) {
     this.n = net.structure.blocks.length;
   }
@@ -200,10 +205,12 @@ export class ExactGradients {
    * `lanes`: slices run side by side in that many worker threads; default one per thread the
    * runtime may use (--threads, else every core), at most one per slice of a full batch. One
    * lane runs in this thread. Slicing does not depend on it, and neither do the sums.
+   * `memory`: the budget (bytes; default memory.ts's defaultBudget) that the slices and lanes
+   * not given here are cut to fit (memory.ts's chooseExact); the batch never changes.
    */
-  static async create(rt: Runtime, net: Network, batchSize: number, classes: number, o: { maxRows?: number; lanes?: number } = {}): Promise<ExactGradients> {
+  static async create(rt: Runtime, net: Network, batchSize: number, classes: number, o: { maxRows?: number; lanes?: number; memory?: number } = {}): Promise<ExactGradients> {
     const eg = new ExactGradients(rt, net, batchSize, o.maxRows ?? DEFAULT_MAX_ROWS);
-    await eg.build(classes, o.lanes);
+    await eg.build(classes, o);
     return eg;
   }
 
@@ -228,7 +235,7 @@ export class ExactGradients {
     return this.lanes ? this.lanes.size : 1;
   }
 
-  private async build(classes: number, lanes?: number): Promise<void> {
+  private async build(classes: number, o: { maxRows?: number; lanes?: number; memory?: number }): Promise<void> {
     const { structure: s, graph: g, model } = this.net;
     // The exact study checks this for the user (studies/exact.ts).
     if (s.kind !== 'residual') throw new Error(`ExactGradients: ${model.path} is a ${s.kind} network, without residual blocks`);
@@ -254,6 +261,9 @@ export class ExactGradients {
     // Chains of up to CHAIN_BLOCKS blocks within a stage, from the last block down; the glue
     // before a block (between it and the previous one) goes with it.
     const chains: ChainModel[] = [];
+    const elems = (d: number[] | undefined) => (d ? d.slice(1).reduce((a, b) => a * b, 1) : 0);
+    // Per image: each chain's lengths out times the widest tensor among its blocks.
+    let stackElems = 0;
     for (let j = n - 1; j >= 0; ) {
       const steps: ChainStep[] = [];
       const top = j;
@@ -263,6 +273,9 @@ export class ExactGradients {
         if (j > 0 && blocks[j - 1]!.output !== blocks[j]!.input) steps.push({ glue: { from: blocks[j - 1]!.output, to: blocks[j]!.input } });
         j--;
       } while (j >= 0 && top - j < CHAIN_BLOCKS && blocks[j]!.stage === blocks[top]!.stage);
+      let widest = 0;
+      for (let i = j + 1; i <= top; i++) widest = Math.max(widest, elems(shapes.get(blocks[i]!.input)), elems(shapes.get(blocks[i]!.output)));
+      stackElems += (L0 + top - j) * widest;
       const v = stackedChainBackward(model.proto, g, steps, shapes, L0);
       const label = `exact: blocks ${blocks[j + 1]!.index}-${blocks[top]!.index}, ${L0} lengths in`;
       chains.push({ model: encodeModel(v.model), saved: collect(v), label, blocks: top - j, inDims: shapes.get(blocks[top]!.output)!.slice(1) });
@@ -280,10 +293,23 @@ export class ExactGradients {
       full,
       chains,
     };
+    let kept = elems(shapes.get(this.net.input));
+    for (const t of saved) kept += elems(shapes.get(masks.get(t) ?? t));
+    const footprint = (this.footprint = { weights: model.bytes.length, stackBytes: 4 * stackElems, imageBytes: 4 * kept });
     const threads = this.rt.threads ?? os.availableParallelism();
-    const want = Math.min(lanes ?? threads, this.slices(this.batchSize).length);
     // Worker threads only on the CPU: a GPU device runs one slice at a time anyway.
-    if (want > 1 && (await this.rt.resolveDevice()) === 'cpu') {
+    const cpu = (await this.rt.resolveDevice()) === 'cpu';
+    const choice = (this.choice = chooseExact(footprint, {
+      batch: this.batchSize,
+      images: Math.floor(this.maxRows / (n + 1)),
+      lanes: cpu ? (o.lanes ?? threads) : 1,
+      budget: o.memory ?? defaultBudget(),
+      budgetFrom: o.memory === undefined ? 'free memory' : '--memory',
+      fixed: { images: o.maxRows !== undefined, lanes: o.lanes !== undefined },
+    }));
+    if (choice.images < Math.max(1, Math.floor(this.maxRows / (n + 1)))) this.maxRows = choice.images * (n + 1);
+    const want = Math.min(choice.lanes, this.slices(this.batchSize).length);
+    if (want > 1 && cpu) {
       // The models in shared memory: every worker reads the one copy (a clone each held all
       // the weights once more per lane).
       this.lanes = await Lanes.start(sharedSpec(spec), want, Math.max(1, Math.floor(threads / want)));

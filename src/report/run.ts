@@ -33,6 +33,8 @@ export interface RunContext {
   file: string;
   signal: AbortSignal;
   mode: LesionMode;
+  /** --memory: the budget the exact part's slices and lanes fit (default: memory.ts's). */
+  memory?: number;
   log: (line: string) => void;
   /** Shows a part's progress (samples or batches done of `total`). */
   progress: (label: string, total: number) => { update(done: number): void; done(): void };
@@ -206,7 +208,7 @@ async function exactPart(ctx: RunContext): Promise<void> {
   const s = ctx.state;
   const plan = exactPlan(ctx.data.size, s.config);
   await batchedPart(ctx, 'exact', plan.batches.length, s.parts.exact, (p) => (s.parts.exact = p), async (todo, onBatch) => {
-    const eg = await exactSession(ctx.rt, ctx.net, ctx.data, plan.batchSize);
+    const eg = await exactSession(ctx.rt, ctx.net, ctx.data, plan.batchSize, { memory: ctx.memory, onCut: ctx.log });
     return runExactBatches(eg, ctx.data, plan, todo, { signal: ctx.signal, onBatch: (batch, got) => onBatch({ batch, ...got }) });
   });
 }

@@ -8,6 +8,7 @@ import { OptionError } from '../errors.js';
 import type { Dataset } from '../loader/data/dataset.js';
 import { ExactGradients, type ExactBatch } from '../engine/exact.js';
 import type { Network } from '../engine/network.js';
+import { describeExact } from '../engine/memory.js';
 import type { Runtime } from '../engine/session.js';
 import { Random } from '../random.js';
 import { classCount, requireResidual } from './network.js';
@@ -48,10 +49,16 @@ export function batchSums(b: ExactBatch): ExactBatchSums {
   return { images: b.images, loss: b.loss, norms: [...b.norms], dots: [...b.dots], gg: b.gg, residual2: b.residual2 };
 }
 
-/** The engine's exact decomposition for this network, once it is known to have residual blocks. */
-export async function exactSession(rt: Runtime, net: Network, data: Pick<Dataset, 'classes'>, batchSize: number): Promise<ExactGradients> {
+/**
+ * The engine's exact decomposition for this network, once it is known to have residual blocks.
+ * `memory`: the budget its slices and lanes must fit (default: memory.ts's defaultBudget); when
+ * it cuts them, `onCut` gets the line that says so.
+ */
+export async function exactSession(rt: Runtime, net: Network, data: Pick<Dataset, 'classes'>, batchSize: number, o: { memory?: number; onCut?: (line: string) => void } = {}): Promise<ExactGradients> {
   requireResidual(net, 'so no paths to split the gradient by');
-  return ExactGradients.create(rt, net, batchSize, classCount(net, data));
+  const eg = await ExactGradients.create(rt, net, batchSize, classCount(net, data), { memory: o.memory });
+  if (eg.choice && (eg.choice.cut || eg.choice.over)) o.onCut?.(describeExact(eg.choice, eg.n));
+  return eg;
 }
 
 /**
