@@ -10,13 +10,16 @@
  *   node --import tsx bench/lesion.ts [--model fixtures/models/resnet56.onnx]
  *     [--data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz] [--limit N]
  *     [--batch N] [--threads N] [--methods engine,naive,torch] [--device cpu] [--json FILE]
- *     [--torchvision resnet50]
+ *     [--torchvision resnet50] [--torch-batch N]
  *
  * --batch: by default what the CLI would choose (the memory budget, engine/memory.ts), so that
  * peak memory is the one a user sees at the default settings; the naive loop and PyTorch use
  * the same batch. --torchvision NAME: the model is torchvision's NAME with seed-0 weights (as
  * fixtures/export_resnet50.py --model NAME exports it) and --data a folder of model-sized
- * images, which PyTorch decodes with PIL.
+ * images, which PyTorch decodes with PIL. --torch-batch: PyTorch's own batch, for a PyTorch
+ * whose speed an image depends on the batch (Debian's 1.13 on a Zen 5 EPYC, 2026-12-02, one
+ * thread, resnet50 at 224x224: 0.22 s CPU an image at batch 8, 0.41 at 16, 0.58 at 32, 0.75 at
+ * 92; onnxruntime 0.074-0.079 at all of them), so that it is compared at its best.
  *
  * --device runs the onnxruntime methods on webgpu or cuda (scripts/device-check.sh compares
  * their counts with the CPU's).
@@ -78,6 +81,8 @@ interface Args {
   limit?: number;
   /** null: the engine's default (the memory budget's). */
   batch: number | null;
+  /** PyTorch's batch (default: the engine's). */
+  torchBatch: number | null;
   threads: number;
   device: Device;
   methods: Method[];
@@ -95,6 +100,7 @@ function parse(): Args {
       data: { type: 'string', default: DEFAULT_DATA },
       limit: { type: 'string' },
       batch: { type: 'string' },
+      'torch-batch': { type: 'string' },
       torchvision: { type: 'string' },
       threads: { type: 'string', default: String(os.cpus().length) },
       methods: { type: 'string', default: METHODS.join(',') },
@@ -109,7 +115,7 @@ function parse(): Args {
   if (values.help) {
     process.stdout.write(
       'node --import tsx bench/lesion.ts [--model M.onnx] [--data IDX] [--limit N] [--batch N] [--threads N]\n' +
-        '  [--methods engine,naive,torch] [--device cpu|webgpu|cuda] [--weights M.pt] [--torchvision NAME] [--python /usr/bin/python3] [--json FILE]\n',
+        '  [--methods engine,naive,torch] [--device cpu|webgpu|cuda] [--weights M.pt] [--torchvision NAME] [--torch-batch N] [--python /usr/bin/python3] [--json FILE]\n',
     );
     process.exit(0);
   }
@@ -125,6 +131,7 @@ function parse(): Args {
     data: path.resolve(values.data!),
     limit: positive('limit', values.limit),
     batch: values.batch === undefined ? null : positive('batch', values.batch)!,
+    torchBatch: positive('torch-batch', values['torch-batch']) ?? null,
     torchvision: values.torchvision ?? null,
     threads: positive('threads', values.threads!),
     methods: methods as Method[],
@@ -242,7 +249,7 @@ interface TorchJson {
 
 async function torchChild(a: Args, ref: MethodResult, weights: string): Promise<MethodResult> {
   const model = a.torchvision ? ['--torchvision', a.torchvision] : ['--arch', ref.arch!, '--weights', weights];
-  const argv = [path.join(HERE, 'torch_lesion.py'), ...model, '--data', a.data, '--batch', String(ref.batch), '--threads', String(a.threads), '--blocks', ref.units!.join(',')];
+  const argv = [path.join(HERE, 'torch_lesion.py'), ...model, '--data', a.data, '--batch', String(a.torchBatch ?? ref.batch), '--threads', String(a.threads), '--blocks', ref.units!.join(',')];
   if (a.limit) argv.push('--limit', String(a.limit));
   const r = (await runJson(a.python, argv)) as TorchJson;
   return { method: 'torch', seconds: r.seconds, setupSeconds: r.data_seconds, configs: r.configs, correct: r.correct, total: r.total, peakRssMb: r.peak_rss_mb, threads: r.threads, torch: r.torch };
@@ -302,7 +309,7 @@ async function parent(args: Args): Promise<number> {
   const torchVersion = results.find((r) => r.method === 'torch')?.torch;
   const lines = [
     `model        ${path.relative(process.cwd(), a.model)} (${ref.blocks} blocks)`,
-    `data         ${ref.data} (batch ${a.batch})`,
+    `data         ${ref.data} (batch ${a.batch}${a.torchBatch && a.methods.includes('torch') ? `; PyTorch batch ${a.torchBatch}` : ''})`,
     `configs      ${ref.configs.length} (intact + ${ref.configs.length - 1} single-block deletions)`,
     `threads      ${a.threads} (ORT intra-op${torchVersion ? ', torch.set_num_threads' : ''}; inter-op 1)`,
     `machine      ${m.line}`,
@@ -345,6 +352,7 @@ async function parent(args: Args): Promise<number> {
       dataDescription: ref.data,
       size: n,
       batch: a.batch,
+      torchBatch: a.torchBatch ?? a.batch,
       threads: a.threads,
       configurations: ref.configs.length,
       machine: { cpu: m.cpu, cores: m.cores, platform: m.platform, loadAverageAtStart: m.load },
