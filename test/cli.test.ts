@@ -110,3 +110,14 @@ test('inspect: one line per row, bold (not red) headers on a terminal, the model
   // A model without reslens.* metadata (the tiny one here) shows no provenance lines.
   assert.doesNotMatch(run('inspect', model).out, /^(data set|recipe|test accuracy):/m);
 });
+
+test('lesion says once on stderr when its configurations are too many to fuse and are walked', () => {
+  // resnet56 with these subsets: 128 configurations over 2187 distinct steps, past the 2000 fused.
+  const r = run('lesion', 'fixtures/models/resnet56.onnx', '--k', '2,4,8,16', '--samples', '25', '--limit', '2', '--batch', '1');
+  assert.equal(r.code, 0, r.err);
+  const lines = r.err.split('\n').filter((l) => l.includes('distinct block steps'));
+  assert.deepEqual(lines, ['note: the 128 configurations share 2187 distinct block steps, more than the 2000 fused into one onnxruntime session (building one that large can take minutes); running them as one session per branch of their prefix trie instead, each batch about 15% slower']);
+  const few = run('lesion', 'fixtures/models/resnet56.onnx', '--k', '2', '--samples', '5', '--limit', '2');
+  assert.equal(few.code, 0, few.err);
+  assert.doesNotMatch(few.err, /distinct block steps/, 'nothing said when the trie is fused');
+});

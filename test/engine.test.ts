@@ -181,6 +181,29 @@ test('all programs fused into one session score exactly as the trie walked step 
   }
 });
 
+test('a trie past the fuse limit is walked, said once per engine with its size, and scores as fused (resnet20)', async () => {
+  const rt = new Runtime({ threads: 2 });
+  try {
+    const { n, engine, data, del } = await resnet20On200(rt);
+    const programs: Program[] = [intactProgram(n), del(0), del(3), del(2, 7)];
+    const notes: string[] = [];
+    const onNote = (l: string) => notes.push(l);
+    const fused = await engine.evaluate(programs, data, { batch: 100, onNote });
+    assert.deepEqual(notes, [], 'nothing is said when the programs are fused');
+    await engine.evaluate(programs, data, { batch: 100, onNote, cache: false });
+    assert.deepEqual(notes, [], 'nor when --no-cache runs each program alone');
+    const walked = await engine.evaluate(programs, data, { batch: 100, onNote, fuseUpTo: 20 });
+    assert.deepEqual(walked, fused);
+    assert.equal(notes.length, 1, 'said once, not per batch');
+    assert.match(notes[0]!, /the 4 configurations share \d+ distinct block steps, more than the 20 fused/);
+    await engine.evaluate(programs, data, { batch: 100, onNote, fuseUpTo: 20 });
+    assert.equal(notes.length, 1, 'said once per engine, not again for the next part of the study');
+    await data.close();
+  } finally {
+    await rt.close();
+  }
+});
+
 test('an idle fused session is released when another study is fused, never one that is running', async () => {
   // Records each session's label and whether it was released.
   const made: { label: string; released: boolean }[] = [];

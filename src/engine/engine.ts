@@ -30,10 +30,12 @@ export interface EvalOptions {
   cache?: boolean;
   /**
    * Run all programs as one onnxruntime session (programsModel) when their trie has at most
-   * this many distinct steps (default 2000); larger sets walk the trie step by step, so that
-   * building the session stays cheap. 0: always walk.
+   * this many distinct steps (default FUSE_UP_TO); larger sets walk the trie step by step, so
+   * that building the session stays cheap. 0: always walk.
    */
   fuseUpTo?: number;
+  /** Told once per engine, in one line, when a trie too large to fuse is walked instead. */
+  onNote?: (line: string) => void;
   /** Called after each batch with the number of samples done. */
   onProgress?: (samplesDone: number, total: number) => void;
   /** Checked between batches; on abort, evaluate throws PartialResults with what is finished. */
@@ -162,6 +164,19 @@ export class Checkpoints {
   }
 }
 
+/**
+ * The most distinct steps fused into one session. onnxruntime's NCHWc layout pass takes most of
+ * the build and grows faster than the graph (2026-12-02, 2-core AMD EPYC with AVX-512): resnet152's
+ * 1377 steps 25 s of CPU, resnet110's 4586 steps 230 s against 11 s for the walk's small sessions,
+ * which run a batch 14% slower. bench/README.md has the numbers.
+ */
+export const FUSE_UP_TO = 2000;
+
+/** The line said once when a study's trie is too large to fuse and is walked instead. */
+export function walkNote(programs: number, steps: number, limit: number): string {
+  return `note: the ${programs} configurations share ${steps} distinct block steps, more than the ${limit} fused into one onnxruntime session (building one that large can take minutes); running them as one session per branch of their prefix trie instead, each batch about 15% slower`;
+}
+
 /** Thrown on interruption: the counts over the batches that finished. */
 export class PartialResults extends Interrupted {
   constructor(
@@ -231,6 +246,8 @@ export class Engine {
   private sessions = new Map<string, Promise<Session>>();
   /** Evaluations now running on each fused session (by key). */
   private fusedRuns = new Map<string, number>();
+  /** Whether the walk past the fuse limit was reported (once per engine, e.g. per command). */
+  private walkNoted = false;
 
   constructor(
     readonly rt: Runtime,
@@ -298,8 +315,16 @@ export class Engine {
   async evaluate(programs: Program[], data: Dataset, opts: EvalOptions = {}): Promise<EvalResult[]> {
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
-    const fuse = cache && !opts.checkpoints && programs.length > 1 && distinctSteps(stepLists) <= (opts.fuseUpTo ?? 2000);
-    if (!fuse) return this.evaluateWith(null, stepLists, data, opts);
+    const fusable = cache && !opts.checkpoints && programs.length > 1;
+    const steps = fusable ? distinctSteps(stepLists) : 0;
+    const limit = opts.fuseUpTo ?? FUSE_UP_TO;
+    if (!fusable || steps > limit) {
+      if (fusable && limit > 0 && !this.walkNoted && opts.onNote) {
+        this.walkNoted = true;
+        opts.onNote(walkNote(programs.length, steps, limit));
+      }
+      return this.evaluateWith(null, stepLists, data, opts);
+    }
     const key = this.fusedKey(stepLists);
     this.fusedRuns.set(key, (this.fusedRuns.get(key) ?? 0) + 1);
     try {

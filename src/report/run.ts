@@ -125,6 +125,7 @@ async function evalPart(
       startBatch: part.batchesDone,
       initial: part.batchesDone > 0 ? part.results : undefined,
       onProgress: (d) => bar.update(d),
+      onNote: ctx.log,
       onBatch: (b, res) => {
         part.batchesDone = b + 1;
         part.results = res;
