@@ -329,3 +329,20 @@ test('data: linked class folders are followed inside the data folder and refused
     refused(lesion(data), /a\/9\.png: is a character device, not an image file/, 'image linked to /dev/zero');
   });
 });
+
+test('a --classes file that does not list one class per model output is refused by the data commands and annotate', () => {
+  const d = folder('classes');
+  const short = path.join(d, 'nine.txt');
+  writeFileSync(short, Array.from({ length: 9 }, (_, i) => `c${i}`).join('\n') + '\n');
+  const idx = 'fixtures/data/t10k-images-idx3-ubyte';
+  const pattern = /^reslens: --classes: .*nine\.txt: lists 9 classes but .*resnet20\.onnx has 10 outputs; give the model's whole class list/;
+  refused(run(['lesion', 'fixtures/models/resnet20.onnx', '--data', idx, '--limit', '8', '--no-single', '--device', 'cpu', '--classes', short]), pattern, 'lesion');
+  const out = path.join(d, 'annotated.onnx');
+  refused(run(['annotate', 'fixtures/models/resnet20.onnx', '--classes', short, '-o', out]), pattern, 'annotate');
+  assert.ok(!existsSync(out), 'annotate wrote nothing');
+  // The whole list is taken.
+  const full = path.join(d, 'ten.txt');
+  writeFileSync(full, Array.from({ length: 10 }, (_, i) => `c${i}`).join('\n') + '\n');
+  const ok = run(['lesion', 'fixtures/models/resnet20.onnx', '--data', idx, '--limit', '8', '--no-single', '--device', 'cpu', '--classes', full]);
+  assert.equal(ok.code, 0, ok.err);
+});

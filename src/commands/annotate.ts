@@ -27,7 +27,7 @@ interface AnnotateFlags {
 }
 
 /** The reslens.* keys the flags set, checked against the model's input. */
-export function annotations(file: string, channels: number, f: AnnotateFlags): Record<string, string> {
+export function annotations(file: string, channels: number, f: AnnotateFlags, outputs?: number): Record<string, string> {
   const preset = f.preset ? parsePreset(f.preset) : undefined;
   const props: Record<string, string> = {};
   const perChannel = (v: number[] | undefined, flag: string): void => {
@@ -51,6 +51,7 @@ export function annotations(file: string, channels: number, f: AnnotateFlags): R
     const ids = readClassList(f.classes);
     const bad = ids.find((c) => c.includes(','));
     if (bad) throw new UserError(`--classes: ${f.classes}: class id '${bad}' holds a comma, which reslens.classes cannot store; use ids without commas`);
+    if (outputs && ids.length !== outputs) throw new UserError(`--classes: ${f.classes}: lists ${ids.length} class${ids.length === 1 ? '' : 'es'} but ${file} has ${outputs} outputs; give the model's whole class list, one id a line in class-index order`);
     props['reslens.classes'] = ids.join(',');
   }
   if (f.dataset) props['reslens.dataset'] = f.dataset;
@@ -84,7 +85,9 @@ Examples:
       if (!existsSync(path.dirname(path.resolve(o.output)))) throw new UserError(`${o.output}: folder ${path.dirname(path.resolve(o.output))} does not exist; create it first`);
       const model = loadModel(modelPath);
       const dims = modelIO(model).inputDims;
-      const props = annotations(modelPath, dims[1] && dims[1] > 0 ? dims[1] : 3, o);
+      const outDims = model.proto.graph?.output?.[0]?.type?.tensorType?.shape?.dim ?? [];
+      const classDim = outDims.length === 2 && outDims[1]?.dimValue != null ? Number(outDims[1].dimValue) : undefined;
+      const props = annotations(modelPath, dims[1] && dims[1] > 0 ? dims[1] : 3, o, classDim);
       const bytes = readFileSync(modelPath);
       const out = withMetadata(bytes, props);
       modelFromBytes(out, modelPath); // the result must read back (external data from beside the original)
