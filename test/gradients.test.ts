@@ -120,3 +120,7 @@ test('rescale: a power of two brings the largest magnitude near 1 and is undone 
   assert.ok(shift > 90 && Math.max(...g.map(Math.abs)) >= 0.5 && Math.max(...g.map(Math.abs)) <= 2, `shift ${shift}, max ${Math.max(...g)}`);
   tiny.forEach((v, i) => assert.equal(g[i]! * 2 ** -shift, v, `element ${i} comes back bit for bit`));
 });
+
+test('a gradient batch larger than the data is refused with the largest batch that fits', () => {
+  assert.throws(() => makePlan(27, 8, { ks: [0], samples: 1, batchSize: 32, seed: 0 }), /--batch-size 32: the data set has only 8 samples; pass --batch-size 8 or less/);
+});

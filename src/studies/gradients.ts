@@ -46,7 +46,7 @@ export function gradientStream(seed: number): Random {
 
 /** The sampling plan: `samples` random batches, on each one sample for every k. */
 export function makePlan(n: number, dataSize: number, o: GradientOptions): GradientPlan {
-  if (o.batchSize > dataSize) throw new OptionError('batchSize', (f) => `${f('batchSize')} ${o.batchSize}: the data set has only ${dataSize} samples`);
+  if (o.batchSize > dataSize) throw new OptionError('batchSize', (f) => `${f('batchSize')} ${o.batchSize}: the data set has only ${dataSize} samples; pass ${f('batchSize')} ${dataSize} or less, or more data`);
   for (const k of o.ks) if (k < 0 || k > n) throw new OptionError('ks', (f) => `${f('ks')}: ${k} is outside 0-${n} (the network has ${n} blocks)`);
   const rng = gradientStream(o.seed);
   const all = [...Array(dataSize).keys()];
