@@ -126,6 +126,9 @@ describe('class lists and list files', () => {
     assert.deepEqual(parseList('x y.png\t0\nz.webp 1\n', 'l.txt', undefined), [{ file: 'x y.png', label: 0 }, { file: 'z.webp', label: 1 }]);
     assert.throws(() => parseList('a.png\t0\nb.png\tn9\n', 'l.txt', cls), /l\.txt:2: label 'n9' of b\.png is not a class index or one of the 3 class ids/);
     assert.throws(() => parseList('a.png\t5\n', 'l.txt', cls), /l\.txt:1: label 5 is past the 3 classes/);
+    // A wrong id on the first line is refused, not dropped as a header.
+    assert.throws(() => parseList('a.png\tn9\nb.png\tn1\n', 'l.txt', cls), /l\.txt:1: label 'n9' of a\.png is not a class index or one of the 3 class ids/);
+    assert.throws(() => parseList('a.png\tn01440764\n', 'l.txt', undefined), /l\.txt:1: label 'n01440764' of a\.png is not a class index \(or pass --classes FILE/);
   });
 
   it('maps synset folders through --classes; reads a flat folder through a list; JPEG, PNG and WebP', async () => {

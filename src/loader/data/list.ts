@@ -4,7 +4,7 @@
  * the list's folder; a label is a class index or a class id from the model's class list
  * (--classes FILE or reslens.classes), of which only the first word counts (so
  * LOC_val_solution.csv's "n01751748 x y x y" reads as n01751748). A first line whose label is
- * neither is a header and skipped.
+ * neither and holds no digit is a header and skipped.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -36,7 +36,8 @@ export function parseList(text: string, where: string, classes: string[] | undef
     if (/^\d+$/.test(word)) label = Number(word);
     else if (at?.has(word)) label = at.get(word);
     if (label === undefined) {
-      if (out.length === 0 && i === lines.findIndex((l) => l.trim())) continue; // a header
+      // A header names its columns; a first label with a digit (n99999999, 7a) is a wrong label, not a header to drop.
+      if (out.length === 0 && i === lines.findIndex((l) => l.trim()) && !/\d/.test(word)) continue;
       const hint = at ? `a class index or one of the ${at.size} class ids` : 'a class index (or pass --classes FILE to use class ids)';
       throw new UserError(`${where}:${i + 1}: label '${word}' of ${file || 'the line'} is not ${hint}; fix the line`);
     }
