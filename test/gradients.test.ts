@@ -124,3 +124,10 @@ test('rescale: a power of two brings the largest magnitude near 1 and is undone 
 test('a gradient batch larger than the data is refused with the largest batch that fits', () => {
   assert.throws(() => makePlan(27, 8, { ks: [0], samples: 1, batchSize: 32, seed: 0 }), /--batch-size 32: the data set has only 8 samples; pass --batch-size 8 or less/);
 });
+
+test('the exact header says the batches as run: one short batch, or the last one short', async () => {
+  const { batchWords } = await import('../src/commands/gradients.js');
+  assert.equal(batchWords(4, 1, 32), 'in 1 batch of 4');
+  assert.equal(batchWords(1000, 32, 32), 'in 32 batches of 32 (the last of 8)');
+  assert.equal(batchWords(64, 2, 32), 'in 2 batches of 32');
+});

@@ -173,11 +173,18 @@ interface SampledBeside {
 }
 
 
+/** How the images were batched, as run: the last batch (or the only one) holds what --limit left. */
+export function batchWords(images: number, batches: number, size: number): string {
+  if (batches <= 1) return `in 1 batch of ${images}`;
+  const last = images - (batches - 1) * size;
+  return `in ${batches} batches of ${size}${last > 0 && last !== size ? ` (the last of ${last})` : ''}`;
+}
+
 export function renderExact(s: ExactSummary, sampled: SampledBeside | null, meta: { model: string; data: string; mass: number; n: number; batchSize: number }, color: boolean): string {
   const style = color ? {} : { head: [], border: [] };
   const compact = { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } };
   const out: string[] = [];
-  out.push(`${meta.model}: ${meta.n} blocks, the gradient at the first block's input split exactly by path length, ${s.images} images of ${meta.data} in ${s.batches} batches of ${meta.batchSize}`);
+  out.push(`${meta.model}: ${meta.n} blocks, the gradient at the first block's input split exactly by path length, ${s.images} images of ${meta.data} ${batchWords(s.images, s.batches, meta.batchSize)}`);
   const head = ['k', 'share', 'cumulative', '|G_k|'];
   if (sampled) head.push('C(n,k)·E|g_k|', '|G_k| / that', 'sampled share');
   const t = new Table({ head, style, ...compact, colAligns: head.map(() => 'right' as const) });
