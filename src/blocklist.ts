@@ -31,3 +31,16 @@ export function parseNumberList(s: string, what: string): number[] {
   }
   return nums;
 }
+
+/** The inverse of parseBlockList: sorted unique integers written as "3, 7, 10-12". */
+export function formatBlockList(ids: number[]): string {
+  const s = [...new Set(ids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < s.length; ) {
+    let j = i;
+    while (j + 1 < s.length && s[j + 1] === s[j]! + 1) j++;
+    parts.push(j > i ? `${s[i]}-${s[j]}` : `${s[i]}`);
+    i = j + 1;
+  }
+  return parts.join(', ');
+}

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { parseBlockList } from '../src/blocklist.js';
+import { formatBlockList, parseBlockList } from '../src/blocklist.js';
 import { UserError } from '../src/errors.js';
 import { openDataset } from '../src/loader/data/index.js';
 import { modelFromBytes, modelIO } from '../src/loader/model.js';
@@ -116,7 +116,11 @@ test(`random flag values: parsed, or refused with a UserError (${RUNS} cases)`, 
   fc.assert(
     fc.property(fc.string({ maxLength: 20 }), fc.integer({ min: 0, max: 2000 }), (s, max) => {
       const list = userErrorOr(() => parseBlockList(s, '--delete', max));
-      if (!(list instanceof UserError)) assert.ok(list.every((v) => Number.isInteger(v) && v >= 0 && v <= max));
+      if (!(list instanceof UserError)) {
+        assert.ok(list.every((v) => Number.isInteger(v) && v >= 0 && v <= max));
+        // What formatBlockList writes reads back as the same list.
+        assert.deepEqual(parseBlockList(formatBlockList(list), '--delete', max), list);
+      }
       userErrorOr(() => parseMode(s));
     }),
     { numRuns: RUNS, seed: 3 },

@@ -131,3 +131,11 @@ test('the exact header says the batches as run: one short batch, or the last one
   assert.equal(batchWords(1000, 32, 32), 'in 32 batches of 32 (the last of 8)');
   assert.equal(batchWords(64, 2, 32), 'in 2 batches of 32');
 });
+
+test('lengths left out by --k are named as ranges, and the effective range says it covers only the measured ones', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['dist/cli.js', 'gradients', 'fixtures/models/resnet20.onnx', '--k', '0,4', '--samples', '1', '--limit', '8', '--batch', '8', '--device', 'cpu'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /not measured: 8 of 10 lengths, k = 1-3, 5-9 \(they count as zero above; --k sets the lengths\)/);
+  assert.match(r.stdout, /effective paths: lengths \d to \d carry [\d.]+% of the total gradient of the 2 measured lengths/);
+});

@@ -228,7 +228,7 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
   const fmt = (xs: number[]) => (xs.every((x) => x === xs[0]) ? String(xs[0]) : xs.join(','));
   note(`data: ${data.description}; normalised (v/255 - ${fmt(pre.mean)}) / ${fmt(pre.std)} (${pre.normalisedBy === 'default' ? 'nothing set it' : pre.normalisedBy})`);
   if (data.format === 'folder' && !classes && outputs && data.classes !== null && outputs > data.classes) {
-    note(`note: the model has ${outputs} classes but the data has ${data.classes}, labelled 0-${data.classes - 1} in sorted name order; unless they are the model's first ${data.classes} classes, pass --classes FILE`);
+    note(`note: the model has ${outputs} classes but the data has ${data.classes}, labelled ${data.classes === 1 ? '0' : `0-${data.classes - 1}`} in sorted name order; unless ${data.classes === 1 ? "it is the model's first class" : `they are the model's first ${data.classes} classes`}, pass --classes FILE`);
   }
   if (pre.normalisedBy === 'default') {
     note(`note: ${net.model.path} has no reslens.mean/std metadata and no --preset, --mean or --std was given, so pixels are fed unnormalised as v/255; pass --preset imagenet (or --mean/--std), or store them once with reslens annotate`);

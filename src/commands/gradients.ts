@@ -4,7 +4,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { parseBlockList } from '../blocklist.js';
+import { formatBlockList, parseBlockList } from '../blocklist.js';
 import { openNetwork } from '../engine/network.js';
 import { Interrupted, UserError } from '../errors.js';
 import type { EffectivePaths } from '../paths/distribution.js';
@@ -39,10 +39,12 @@ export function renderGradients(r: GradientResult, eff: EffectivePaths, meta: { 
     out.push(asciichart.plot(measured.map((x) => eff.share[x.k]! * 100), { height: 6, format: (v: number) => v.toFixed(1).padStart(7) }));
   }
   if (eff.fit) out.push(`fit: |g_k| ≈ ${Math.exp(eff.fit.intercept).toExponential(2)} × ${eff.fit.factorPerBlock.toFixed(3)}^k (factor per block ${eff.fit.factorPerBlock.toFixed(3)}, r² ${eff.fit.r2.toFixed(3)})`);
+  // With lengths left out, the range and its share are of the measured lengths only.
+  const of = eff.unmeasured.length ? ` of the ${r.n + 1 - eff.unmeasured.length} measured lengths` : '';
   if (eff.effective) {
-    out.push(`effective paths: lengths ${eff.effective.lo} to ${eff.effective.hi} carry ${(eff.effective.mass * 100).toFixed(1)}% of the total gradient (≥ ${meta.mass * 100}%); they are ${((eff.pathShare ?? 0) * 100).toPrecision(3)}% of all 2^${r.n} paths`);
+    out.push(`effective paths: lengths ${eff.effective.lo} to ${eff.effective.hi} carry ${(eff.effective.mass * 100).toFixed(1)}% of the total gradient${of} (≥ ${meta.mass * 100}%); they are ${((eff.pathShare ?? 0) * 100).toPrecision(3)}% of all 2^${r.n} paths`);
   }
-  if (eff.unmeasured.length) out.push(`not measured: k = ${eff.unmeasured.length > 12 ? `${eff.unmeasured.length} lengths` : eff.unmeasured.join(', ')} (they count as zero above)`);
+  if (eff.unmeasured.length) out.push(`not measured: ${eff.unmeasured.length} of ${r.n + 1} lengths, k = ${formatBlockList(eff.unmeasured)} (they count as zero above; --k sets the lengths)`);
   return out.join('\n') + '\n';
 }
 

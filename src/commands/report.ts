@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { parseBlockList } from '../blocklist.js';
+import { formatBlockList, parseBlockList } from '../blocklist.js';
 import { openNetwork, type Network } from '../engine/network.js';
 import { onnxruntimeVersion, type Runtime } from '../engine/session.js';
 import { Interrupted, UserError } from '../errors.js';
@@ -44,7 +44,11 @@ export function renderReportSummary(r: Report): string {
   }
   if (r.paths) out.push(`path lengths: mean ${r.paths.summary.mean.toFixed(2)}, sd ${r.paths.summary.sd.toFixed(2)}; 95% of paths have length ${r.paths.shortestRanges[1]!.lo}-${r.paths.shortestRanges[1]!.hi}`);
   const g = r.gradients;
-  if (g?.effective.range) out.push(`effective paths: lengths ${g.effective.range.lo}-${g.effective.range.hi} carry ${(g.effective.range.mass * 100).toFixed(1)}% of the gradient`);
+  if (g?.effective.range) {
+    const missing = g.meanNorm.map((m, k) => (m === null ? k : -1)).filter((k) => k >= 0);
+    const of = missing.length ? ` of the ${g.meanNorm.length - missing.length} sampled lengths (not sampled: k = ${formatBlockList(missing)})` : '';
+    out.push(`effective paths: lengths ${g.effective.range.lo}-${g.effective.range.hi} carry ${(g.effective.range.mass * 100).toFixed(1)}% of the gradient${of}`);
+  }
   const x = r.exact?.exact;
   if (x) {
     const [lo, hi] = x.effectiveRange;

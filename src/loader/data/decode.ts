@@ -108,7 +108,7 @@ export function openImageFiles(src: ImageFiles, opts: OpenOptions): Dataset {
   let inFlight = 0;
   let busySince = 0;
   return makeDataset({
-    description: `${src.what} (${countStr(size, total)} in ${src.classes} classes, ${src.labelNote}; ${C === 1 ? 'grayscale' : 'RGB'}, ${describePolicy(policy, H, W)})`,
+    description: `${src.what} (${countStr(size, total)} in ${src.classes} class${src.classes === 1 ? '' : 'es'}, ${src.labelNote}; ${C === 1 ? 'grayscale' : 'RGB'}, ${describePolicy(policy, H, W)})`,
     format: src.format,
     size,
     shape: [C, H, W],
