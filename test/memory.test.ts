@@ -38,6 +38,10 @@ test('the batch follows the activation size and the budget, capped at the device
   const r = spawnSync(process.execPath, [path.resolve('dist/cli.js'), 'lesion', 'fixtures/models/resnet20.onnx', '--limit', '50', '--no-single', '--device', 'cpu', '--memory', '8M', '--json'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /^batch: \d+ images \(memory budget 8 MiB from --memory: ~\d+ MiB an image/m);
+  // All the data in one batch anyway: the budget changes nothing, so nothing is said.
+  const one = spawnSync(process.execPath, [path.resolve('dist/cli.js'), 'lesion', 'fixtures/models/resnet20.onnx', '--limit', '1', '--no-single', '--device', 'cpu', '--memory', '8M', '--json'], { encoding: 'utf8' });
+  assert.equal(one.status, 0, one.stderr);
+  assert.doesNotMatch(one.stderr, /^batch:/m);
 });
 
 test('the exact decomposition: fewer images a slice first, then fewer lanes, never past one of each', () => {

@@ -193,11 +193,14 @@ export function imagePolicy(f: DataFlags): ImagePolicy {
   return { resize: f.resize ? parseResize(f.resize) : base.resize, crop: f.crop ? parseCrop(f.crop) : base.crop, isDefault: false };
 }
 
-/** --batch, or the largest batch the memory budget allows (said on stderr when the budget sets it). */
-export async function batchFor(rt: Runtime, net: Network, f: DataFlags): Promise<number> {
+/**
+ * --batch, or the largest batch the memory budget allows (said on stderr when the budget sets
+ * it, unless all `samples` fit in one batch anyway).
+ */
+export async function batchFor(rt: Runtime, net: Network, f: DataFlags, samples?: number): Promise<number> {
   if (f.batch) return f.batch;
   const c = chooseBatch(net, await rt.resolveDevice(), f.memory);
-  if (c.limited) note(describeBatch(c));
+  if (c.limited && !(samples !== undefined && samples <= c.batch)) note(describeBatch(c));
   return c.batch;
 }
 

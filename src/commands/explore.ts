@@ -63,7 +63,7 @@ Examples:
           opened.push(cdata);
           compare = { net: cnet, data: cdata, name: modelStem(o.compare) };
         }
-        const backend = new EngineBackend({ rt, net, data, compare, batch: await batchFor(rt, net, o), ensembleSamples: o.samples, seed: o.seed });
+        const backend = new EngineBackend({ rt, net, data, compare, batch: await batchFor(rt, net, o, data.size), ensembleSamples: o.samples, seed: o.seed });
         const controller = new ExploreController(backend);
         // Ink (is-in-ci) draws only the final frame when CI is set; explore runs only on a
         // terminal, so the user wants the live screen. Ink reads this when first imported.

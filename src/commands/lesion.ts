@@ -166,7 +166,7 @@ Examples:
         const t0 = performance.now();
         const result = await runLesion(engine, data, {
           mode, single: o.single ?? !o.delete, k, samples: o.samples, seed: o.seed, blocks, swaps: o.reorder ? o.swaps : undefined,
-          includeDownsampling: !!o.includeDownsampling, unit: o.unit, batch: await batchFor(rt, net, o), cache: o.cache,
+          includeDownsampling: !!o.includeDownsampling, unit: o.unit, batch: await batchFor(rt, net, o, data.size), cache: o.cache,
         }, { onProgress: (d) => bar.update(d), signal: stop.signal, onNote: note }).finally(() => stop.dispose());
         bar.done();
         const seconds = (performance.now() - t0) / 1000;

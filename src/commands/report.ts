@@ -209,7 +209,7 @@ async function reportLocked(modelPath: string, o: ReportFlags, mode: LesionMode,
         cdesc = planNetwork(cnet);
         if (cdesc.kind === 'dense') throw new UserError(`${o.compare}: a dense network has no blocks to delete; --compare takes a plain or residual network`);
       }
-      const config = reportConfig(o, parts, mode, desc, cdesc, prior?.config.batch ?? await batchFor(rt, net, o));
+      const config = reportConfig(o, parts, mode, desc, cdesc, prior?.config.batch ?? await batchFor(rt, net, o, data.size));
       // Plans that cannot be made (k above the eligible blocks, nothing to reorder, a batch
       // larger than the data) fail here, before any work.
       if (parts.lesion || parts.reorder) mainLesionPlan(desc, config);
