@@ -9,7 +9,7 @@ import { Option, type Command } from 'commander';
 import { parseNumberList } from '../blocklist.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { parsePreset, PRESET_NAMES, readClassList } from '../loader/data/index.js';
+import { checkClassCount, parsePreset, PRESET_NAMES, readClassList } from '../loader/data/index.js';
 import { withMetadata } from '../loader/metadata.js';
 import { loadModel, modelFromBytes, modelIO } from '../loader/model.js';
 import { decodeModel } from '../loader/proto.js';
@@ -51,7 +51,7 @@ export function annotations(file: string, channels: number, f: AnnotateFlags, ou
     const ids = readClassList(f.classes);
     const bad = ids.find((c) => c.includes(','));
     if (bad) throw new UserError(`--classes: ${f.classes}: class id '${bad}' holds a comma, which reslens.classes cannot store; use ids without commas`);
-    if (outputs && ids.length !== outputs) throw new UserError(`--classes: ${f.classes}: lists ${ids.length} class${ids.length === 1 ? '' : 'es'} but ${file} has ${outputs} outputs; give the model's whole class list, one id a line in class-index order`);
+    checkClassCount(ids, outputs, f.classes, file);
     props['reslens.classes'] = ids.join(',');
   }
   if (f.dataset) props['reslens.dataset'] = f.dataset;

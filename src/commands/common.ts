@@ -151,7 +151,7 @@ export async function withRuntime<T>(opts: RuntimeFlags, fn: (rt: Runtime) => Pr
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openDataset, parseCrop, parsePreset, parseResize, readClassList, DEFAULT_POLICY, PRESET_NAMES, type Dataset, type ImagePolicy } from '../loader/data/index.js';
+import { openDataset, parseCrop, parsePreset, parseResize, checkClassCount, readClassList, DEFAULT_POLICY, PRESET_NAMES, type Dataset, type ImagePolicy } from '../loader/data/index.js';
 import type { Network } from '../engine/network.js';
 
 /** The repo's fixtures folder (dist/commands → ../../fixtures). */
@@ -218,10 +218,7 @@ export async function openDataFor(net: Network, flags: DataFlags): Promise<Datas
   const policy = imagePolicy(flags);
   const classes = flags.classes ? readClassList(flags.classes) : undefined;
   const outputs = net.shapes.get(net.output)?.[1];
-  // A list one line short shifts every later class by one and would be scored silently.
-  if (classes && outputs && classes.length !== outputs) {
-    throw new UserError(`--classes: ${flags.classes}: lists ${classes.length} class${classes.length === 1 ? '' : 'es'} but ${net.model.path} has ${outputs} outputs; give the model's whole class list, one id a line in class-index order`);
-  }
+  if (classes) checkClassCount(classes, outputs, flags.classes!, net.model.path);
   const data = await openDataset(file, {
     preprocess: { mean: pre.mean, std: pre.std, size: [pre.inputShape[1], pre.inputShape[2]], channels: pre.inputShape[0], policy },
     limit: flags.limit,

@@ -33,3 +33,12 @@ export function readClassList(file: string): string[] {
   }
   return parseClassList(text, file);
 }
+
+/**
+ * Refuses a class list that is not one id per model output: a list one line short shifts every
+ * later class by one and would be scored silently.
+ */
+export function checkClassCount(ids: string[], outputs: number | undefined, file: string, model: string): void {
+  if (!outputs || ids.length === outputs) return;
+  throw new UserError(`--classes: ${file}: lists ${ids.length} class${ids.length === 1 ? '' : 'es'} but ${model} has ${outputs} outputs; give the model's whole class list, one id a line in class-index order`);
+}

@@ -16,7 +16,7 @@ import { openNpy, openNpz } from './npy.js';
 export type { Batch, DataFormat, Dataset, OpenOptions, Preprocess } from './dataset.js';
 export { DEFAULT_POLICY, describePolicy, parseCrop, parseResize, type ImagePolicy } from './image-policy.js';
 export { parsePreset, PRESET_NAMES, PRESETS, type Preset } from './presets.js';
-export { readClassList } from './classes.js';
+export { checkClassCount, readClassList } from './classes.js';
 export { defaultCacheDir } from './gzcache.js';
 export { parseNpyHeader } from './npy.js';
 
