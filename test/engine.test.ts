@@ -181,23 +181,39 @@ test('all programs fused into one session score exactly as the trie walked step 
   }
 });
 
-test('a trie past the fuse limit is walked, said once per engine with its size, and scores as fused (resnet20)', async () => {
-  const rt = new Runtime({ threads: 2 });
+test('a trie past the fuse limit is cut into pieces, said once per engine with its size, and scores as fused (resnet20)', async () => {
+  const made: string[] = [];
+  class Recording extends Runtime {
+    override async create(...a: Parameters<Runtime['create']>) {
+      made.push(a[1]);
+      return super.create(...a);
+    }
+  }
+  const rt = new Recording({ threads: 2 });
   try {
     const { n, engine, data, del } = await resnet20On200(rt);
-    const programs: Program[] = [intactProgram(n), del(0), del(3), del(2, 7)];
+    const means = await engine.branchMeans(data, 100, [4]);
+    const programs: Program[] = [
+      intactProgram(n), del(0), del(3), del(2, 7), del(8), { ...intactProgram(n), order: [0, 1, 2, 3, 5, 4, 6, 7, 8] },
+      { ...intactProgram(n), modes: intactProgram(n).modes.map((m, j): BlockMode => (j === 4 ? means.get(4)! : j === 6 ? { kind: 'scale', alpha: 0.5 } : m)) },
+    ];
     const notes: string[] = [];
     const onNote = (l: string) => notes.push(l);
     const fused = await engine.evaluate(programs, data, { batch: 100, onNote });
     assert.deepEqual(notes, [], 'nothing is said when the programs are fused');
+    assert.equal(made.filter((l) => l.startsWith('7 programs')).length, 1, 'one session');
     await engine.evaluate(programs, data, { batch: 100, onNote, cache: false });
     assert.deepEqual(notes, [], 'nor when --no-cache runs each program alone');
-    const walked = await engine.evaluate(programs, data, { batch: 100, onNote, fuseUpTo: 20 });
-    assert.deepEqual(walked, fused);
-    assert.equal(notes.length, 1, 'said once, not per batch');
-    assert.match(notes[0]!, /the 4 configurations share \d+ distinct block steps, more than the 20 fused/);
-    await engine.evaluate(programs, data, { batch: 100, onNote, fuseUpTo: 20 });
-    assert.equal(notes.length, 1, 'said once per engine, not again for the next part of the study');
+    assert.ok(new Set(fused.map((r) => r.correct)).size > 3, 'the programs differ in what they get right');
+    for (const limit of [20, 7, 1]) {
+      made.length = 0;
+      const cut = await engine.evaluate(programs, data, { batch: 100, onNote, fuseUpTo: limit });
+      assert.deepEqual(cut, fused, `pieces of at most ${limit} steps`);
+      const count = made.filter((l) => l.startsWith('7 programs, piece')).length;
+      assert.ok(count > 1 && made.includes(`7 programs, piece ${count} of ${count}`), `${count} pieces built: ${made.join('; ')}`);
+    }
+    assert.equal(notes.length, 1, 'said once per engine, not per batch or per study');
+    assert.match(notes[0]!, /the 7 configurations share \d+ distinct block steps; running them as \d+ onnxruntime sessions of at most 20 steps/);
     await data.close();
   } finally {
     await rt.close();

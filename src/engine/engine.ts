@@ -1,8 +1,9 @@
 /**
  * The block-wise engine: many changed programs evaluated per batch with their shared
  * prefixes computed once. The programs' prefix trie runs as one fused onnxruntime session,
- * or, for very large studies, is walked depth first through sub-model sessions holding only
- * the activations on the current path. Single programs on a fixed data set (explore) can
+ * or, for very large studies, as several, each a piece of the trie starting where the one
+ * above it leaves off (pieces.ts). Without prefix sharing, or on request, the trie is walked
+ * depth first through sub-model sessions. Single programs on a fixed data set (explore) can
  * start from checkpointed intact activations.
  */
 import { Interrupted } from '../errors.js';
@@ -11,6 +12,7 @@ import type { ModelProto } from '../loader/proto.js';
 import { withOutputs } from '../surgery/graph.js';
 import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
+import { pieces, type Piece } from './pieces.js';
 import { isHost, type DeviceTensor, type Runtime, type Session, type Tensor, type Value } from './session.js';
 
 export interface EvalResult {
@@ -29,12 +31,12 @@ export interface EvalOptions {
   /** Share prefixes across programs (default true); false runs each program from the start. */
   cache?: boolean;
   /**
-   * Run all programs as one onnxruntime session (programsModel) when their trie has at most
-   * this many distinct steps (default FUSE_UP_TO); larger sets walk the trie step by step, so
-   * that building the session stays cheap. 0: always walk.
+   * The most distinct steps in one fused onnxruntime session (default FUSE_UP_TO): a larger
+   * trie is cut into pieces of at most this many (see pieces.ts), so that building the
+   * sessions stays cheap. 0: walk the trie with a session per chain of steps.
    */
   fuseUpTo?: number;
-  /** Told once per engine, in one line, when a trie too large to fuse is walked instead. */
+  /** Told once per engine, in one line, when a trie is cut into several fused sessions. */
   onNote?: (line: string) => void;
   /** Called after each batch with the number of samples done. */
   onProgress?: (samplesDone: number, total: number) => void;
@@ -167,14 +169,24 @@ export class Checkpoints {
 /**
  * The most distinct steps fused into one session. onnxruntime's NCHWc layout pass takes most of
  * the build and grows faster than the graph (2026-12-02, 2-core AMD EPYC with AVX-512): resnet152's
- * 1377 steps 25 s of CPU, resnet110's 4586 steps 230 s against 11 s for the walk's small sessions,
- * which run a batch 14% slower. bench/README.md has the numbers.
+ * 1377 steps took 22-27 s in one session, 9.9 s as four pieces of at most 400 steps; but the
+ * pieces ran a batch 3% slower and doubled the peak memory (weights copied per piece, an
+ * arena each: 3.1 GB against 1.4 GB at batch 40), so up to here one session is built. Larger
+ * tries are cut into pieces of PIECE_STEPS, each starting where the piece above it leaves off.
  */
 export const FUSE_UP_TO = 2000;
 
-/** The line said once when a study's trie is too large to fuse and is walked instead. */
-export function walkNote(programs: number, steps: number, limit: number): string {
-  return `note: the ${programs} configurations share ${steps} distinct block steps, more than the ${limit} fused into one onnxruntime session (building one that large can take minutes); running them as one session per branch of their prefix trie instead, each batch about 15% slower`;
+/**
+ * The pieces' size past FUSE_UP_TO. resnet110's k-subset study (155 configurations, 4586 steps,
+ * 1000 images; 2026-12-02, same machine): pieces of 250 steps 176 s and 1.31 GB peak, of 400
+ * 188 s and 1.01 GB; walking the trie a session per chain 216 s and 2.22 GB. On 200 images
+ * pieces of 700 took 47.7 s and 0.71 GB against 41.7 s and 0.98 GB for 400. Each piece holds its own copy of the weights it uses.
+ */
+export const PIECE_STEPS = 400;
+
+/** The line said once when a study's trie is cut into several fused sessions. */
+export function piecesNote(programs: number, steps: number, count: number, limit: number): string {
+  return `note: the ${programs} configurations share ${steps} distinct block steps; running them as ${count} onnxruntime sessions of at most ${limit} steps, each starting where the one before leaves off (one session that large would take minutes to build)`;
 }
 
 /** Thrown on interruption: the counts over the batches that finished. */
@@ -185,6 +197,22 @@ export class PartialResults extends Interrupted {
     readonly batchesDone: number,
   ) {
     super(`interrupted after ${samplesDone} samples`);
+  }
+}
+
+/** The fused programs: the trie's pieces (pieces.ts) and a session for each. */
+interface Fused {
+  pieces: Piece[];
+  sessions: Session[];
+}
+
+/** Runs piece `i` on its input, scores the programs it ends, then the pieces it feeds (depth first). */
+async function runPiece(f: Fused, i: number, x: Tensor, batch: Batch, results: EvalResult[]): Promise<void> {
+  const outs = await f.sessions[i]!.run({ x });
+  for (const [oi, o] of f.pieces[i]!.outputs.entries()) {
+    const y = outs[`reslens_out_${oi}`]!;
+    for (const pi of o.programs) score(y, batch, results[pi]!);
+    for (const c of o.feeds) await runPiece(f, c, y, batch, results);
   }
 }
 
@@ -242,12 +270,14 @@ function relu(x: Tensor): Tensor {
 
 export class Engine {
   private kernels = new Map<string, Promise<Kernel>>();
-  /** Sessions over several steps (merged chains, the spine, fused programs), built once each. */
+  /** Sessions over several steps (merged chains, the spine), built once each. */
   private sessions = new Map<string, Promise<Session>>();
-  /** Evaluations now running on each fused session (by key). */
+  /** The fused programs' pieces and their sessions, by the programs' steps. */
+  private fused = new Map<string, Promise<Fused>>();
+  /** Evaluations now running on each fused plan (by key). */
   private fusedRuns = new Map<string, number>();
-  /** Whether the walk past the fuse limit was reported (once per engine, e.g. per command). */
-  private walkNoted = false;
+  /** Whether a trie cut into pieces was reported (once per engine, e.g. per command). */
+  private piecesNoted = false;
 
   constructor(
     readonly rt: Runtime,
@@ -315,26 +345,25 @@ export class Engine {
   async evaluate(programs: Program[], data: Dataset, opts: EvalOptions = {}): Promise<EvalResult[]> {
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
-    const fusable = cache && !opts.checkpoints && programs.length > 1;
-    const steps = fusable ? distinctSteps(stepLists) : 0;
     const limit = opts.fuseUpTo ?? FUSE_UP_TO;
-    if (!fusable || steps > limit) {
-      if (fusable && limit > 0 && !this.walkNoted && opts.onNote) {
-        this.walkNoted = true;
-        opts.onNote(walkNote(programs.length, steps, limit));
-      }
-      return this.evaluateWith(null, stepLists, data, opts);
-    }
-    const key = this.fusedKey(stepLists);
+    if (!cache || opts.checkpoints || programs.length < 2 || limit <= 0) return this.evaluateWith(null, stepLists, data, opts);
+    const steps = distinctSteps(stepLists);
+    const size = steps <= limit ? steps : Math.min(limit, PIECE_STEPS);
+    const key = `${this.fusedKey(stepLists)}@${size}`;
     this.fusedRuns.set(key, (this.fusedRuns.get(key) ?? 0) + 1);
     try {
-      return await this.evaluateWith(await this.fusedSession(key, stepLists), stepLists, data, opts);
+      const fused = await this.fusedSessions(key, stepLists, size);
+      if (fused.pieces.length > 1 && !this.piecesNoted && opts.onNote) {
+        this.piecesNoted = true;
+        opts.onNote(piecesNote(programs.length, steps, fused.pieces.length, size));
+      }
+      return await this.evaluateWith(fused, stepLists, data, opts);
     } finally {
       this.fusedRuns.set(key, this.fusedRuns.get(key)! - 1);
     }
   }
 
-  private async evaluateWith(fused: Session | null, stepLists: Step[][], data: Dataset, opts: EvalOptions): Promise<EvalResult[]> {
+  private async evaluateWith(fused: Fused | null, stepLists: Step[][], data: Dataset, opts: EvalOptions): Promise<EvalResult[]> {
     const classes = data.classes ?? 0;
     const results: EvalResult[] = opts.initial
       ? structuredClone(opts.initial)
@@ -358,10 +387,8 @@ export class Engine {
       const x: Tensor = { data: batch.images, dims: [batch.n, ...data.shape] };
       // A batch always finishes, so counts never mix a half-scored batch.
       if (opts.checkpoints) await this.fromCheckpoints(opts.checkpoints, stepLists, x, batch, done, results);
-      else if (fused) {
-        const outs = await fused.run({ x });
-        results.forEach((r, pi) => score(outs[`reslens_out_${pi}`]!, batch, r));
-      } else await this.walkRoot(root!, x, batch, results);
+      else if (fused) await runPiece(fused, 0, x, batch, results);
+      else await this.walkRoot(root!, x, batch, results);
       done += batch.n;
       b++;
       opts.onProgress?.(done, data.size);
@@ -404,20 +431,34 @@ export class Engine {
   }
 
   /**
-   * All programs as one session (cached by their steps). Such a session keeps an arena as large
-   * as its biggest batch needed, and a study rarely runs twice: building another releases the
-   * fused sessions that no evaluation is running (explore's sweep once its ensemble starts).
+   * All programs as fused sessions (cached by their steps): one, or the trie's pieces. Such a
+   * session keeps an arena as large as its biggest batch needed, and a study rarely runs
+   * twice: building another releases the fused sessions that no evaluation is running
+   * (explore's sweep once its ensemble starts).
    */
-  private async fusedSession(key: string, stepLists: Step[][]): Promise<Session> {
-    for (const [k, runs] of this.fusedRuns) {
-      if (k === key || runs > 0 || !this.sessions.has(k)) continue;
-      const idle = this.sessions.get(k)!;
-      this.sessions.delete(k);
-      this.fusedRuns.delete(k);
-      await (await idle).release();
-    }
-    const { structure: s, graph: g, model } = this.net;
-    return this.session(key, `${stepLists.length} programs`, () => programsModel(model.proto, g, s, stepLists), { arena: true });
+  private fusedSessions(key: string, stepLists: Step[][], limit: number): Promise<Fused> {
+    let p = this.fused.get(key);
+    if (p) return p;
+    p = (async () => {
+      for (const [k, runs] of this.fusedRuns) {
+        const idle = this.fused.get(k);
+        if (k === key || runs > 0 || !idle) continue;
+        this.fused.delete(k);
+        this.fusedRuns.delete(k);
+        await Promise.all((await idle).sessions.map((s) => s.release()));
+      }
+      const { structure: s, graph: g, model } = this.net;
+      const plan = pieces(stepLists, limit);
+      const sessions: Session[] = [];
+      // One at a time: each build uses every core.
+      for (const [i, piece] of plan.entries()) {
+        const label = plan.length === 1 ? `${stepLists.length} programs` : `${stepLists.length} programs, piece ${i + 1} of ${plan.length}`;
+        sessions.push(await this.rt.create(programsModel(model.proto, g, s, piece.outputs.map((o) => o.steps)), label, { arena: true }));
+      }
+      return { pieces: plan, sessions };
+    })();
+    this.fused.set(key, p);
+    return p;
   }
 
   /** Full steps run as one session that outputs every step's activation. */
