@@ -178,9 +178,10 @@ export const FUSE_UP_TO = 2000;
 
 /**
  * The pieces' size past FUSE_UP_TO. resnet110's k-subset study (155 configurations, 4586 steps,
- * 1000 images; 2026-12-02, same machine): pieces of 250 steps 176 s and 1.31 GB peak, of 400
- * 188 s and 1.01 GB; walking the trie a session per chain 216 s and 2.22 GB. On 200 images
- * pieces of 700 took 47.7 s and 0.71 GB against 41.7 s and 0.98 GB for 400. Each piece holds its own copy of the weights it uses.
+ * 1000 images; 2026-12-02, same machine): pieces of 250 steps 176 s and 1279 MiB peak, of 400
+ * 188 s and 990 MiB; walking the trie a session per chain 216 s and 2167 MiB. On 200 images
+ * pieces of 700 took 47.7 s and 693 MiB against 41.7 s and 957 MiB for 400. Each piece holds
+ * its own copy of the weights it uses.
  */
 export const PIECE_STEPS = 400;
 
