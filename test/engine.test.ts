@@ -202,8 +202,11 @@ test('a trie past the fuse limit is cut into pieces, said once per engine with i
     const fused = await engine.evaluate(programs, data, { batch: 100, onNote });
     assert.deepEqual(notes, [], 'nothing is said when the programs are fused');
     assert.equal(made.filter((l) => l.startsWith('7 programs')).length, 1, 'one session');
-    await engine.evaluate(programs, data, { batch: 100, onNote, cache: false });
+    const apart = await engine.evaluate(programs, data, { batch: 100, onNote, cache: false });
     assert.deepEqual(notes, [], 'nor when --no-cache runs each program alone');
+    assert.deepEqual(apart, fused);
+    // One session holding every program apart, not a session (and a copy of the weights) each.
+    assert.equal(made.filter((l) => l === '7 programs').length, 2);
     assert.ok(new Set(fused.map((r) => r.correct)).size > 3, 'the programs differ in what they get right');
     for (const limit of [20, 7, 1]) {
       made.length = 0;
@@ -213,7 +216,7 @@ test('a trie past the fuse limit is cut into pieces, said once per engine with i
       assert.ok(count > 1 && made.includes(`7 programs, piece ${count} of ${count}`), `${count} pieces built: ${made.join('; ')}`);
     }
     assert.equal(notes.length, 1, 'said once per engine, not per batch or per study');
-    assert.match(notes[0]!, /the 7 configurations share \d+ distinct block steps; running them as \d+ onnxruntime sessions of at most 20 steps/);
+    assert.match(notes[0]!, /the 7 configurations share \d+ distinct block steps; running them as \d+ onnxruntime sessions of at most 20 steps.*; each holds the weights it uses, \d+ MiB in all$/);
     await data.close();
   } finally {
     await rt.close();

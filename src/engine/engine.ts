@@ -8,7 +8,7 @@
  */
 import { Interrupted } from '../errors.js';
 import type { Batch, Dataset } from '../loader/data/dataset.js';
-import type { ModelProto } from '../loader/proto.js';
+import { encodeModel, type ModelProto } from '../loader/proto.js';
 import { withOutputs } from '../surgery/graph.js';
 import { distinctSteps, intactProgram, modeKey, programsModel, programSteps, stepModel, stepsModel, unitCount, type BlockMode, type Program, type Step } from '../surgery/split.js';
 import type { Network } from './network.js';
@@ -186,8 +186,9 @@ export const FUSE_UP_TO = 2000;
 export const PIECE_STEPS = 400;
 
 /** The line said once when a study's trie is cut into several fused sessions. */
-export function piecesNote(programs: number, steps: number, count: number, limit: number): string {
-  return `note: the ${programs} configurations share ${steps} distinct block steps; running them as ${count} onnxruntime sessions of at most ${limit} steps, each starting where the one before leaves off (one session that large would take minutes to build)`;
+export function piecesNote(programs: number, steps: number, f: { pieces: unknown[]; modelBytes: number }, limit: number): string {
+  const mb = Math.round(f.modelBytes / 2 ** 20);
+  return `note: the ${programs} configurations share ${steps} distinct block steps; running them as ${f.pieces.length} onnxruntime sessions of at most ${limit} steps, each starting where the one before leaves off (one session that large would take minutes to build); each holds the weights it uses, ${mb} MiB in all`;
 }
 
 /** Thrown on interruption: the counts over the batches that finished. */
@@ -205,6 +206,8 @@ export class PartialResults extends Interrupted {
 interface Fused {
   pieces: Piece[];
   sessions: Session[];
+  /** The sessions' models, encoded: mostly the weights each piece holds. */
+  modelBytes: number;
 }
 
 /** Runs piece `i` on its input, scores the programs it ends, then the pieces it feeds (depth first). */
@@ -347,16 +350,18 @@ export class Engine {
     const stepLists = programs.map((p) => programSteps(this.net.structure, p));
     const cache = opts.cache ?? true;
     const limit = opts.fuseUpTo ?? FUSE_UP_TO;
-    if (!cache || opts.checkpoints || programs.length < 2 || limit <= 0) return this.evaluateWith(null, stepLists, data, opts);
-    const steps = distinctSteps(stepLists);
+    if (opts.checkpoints || programs.length < 2 || limit <= 0) return this.evaluateWith(null, stepLists, data, opts);
+    // Without the cache each program is its own path from the input: keys that no two share.
+    const lists = cache ? stepLists : stepLists.map((steps, pi) => steps.map((st) => ({ ...st, key: `${pi}#${st.key}` })));
+    const steps = distinctSteps(lists);
     const size = steps <= limit ? steps : Math.min(limit, PIECE_STEPS);
-    const key = `${this.fusedKey(stepLists)}@${size}`;
+    const key = `${this.fusedKey(stepLists)}@${size}${cache ? '' : ' apart'}`;
     this.fusedRuns.set(key, (this.fusedRuns.get(key) ?? 0) + 1);
     try {
-      const fused = await this.fusedSessions(key, stepLists, size);
+      const fused = await this.fusedSessions(key, lists, size);
       if (fused.pieces.length > 1 && !this.piecesNoted && opts.onNote) {
         this.piecesNoted = true;
-        opts.onNote(piecesNote(programs.length, steps, fused.pieces.length, size));
+        opts.onNote(piecesNote(programs.length, steps, fused, size));
       }
       return await this.evaluateWith(fused, stepLists, data, opts);
     } finally {
@@ -451,12 +456,14 @@ export class Engine {
       const { structure: s, graph: g, model } = this.net;
       const plan = pieces(stepLists, limit);
       const sessions: Session[] = [];
-      // One at a time: each build uses every core.
+      let modelBytes = 0;
       for (const [i, piece] of plan.entries()) {
         const label = plan.length === 1 ? `${stepLists.length} programs` : `${stepLists.length} programs, piece ${i + 1} of ${plan.length}`;
-        sessions.push(await this.rt.create(programsModel(model.proto, g, s, piece.outputs.map((o) => o.steps)), label, { arena: true }));
+        const bytes = encodeModel(programsModel(model.proto, g, s, piece.outputs.map((o) => o.steps)));
+        modelBytes += bytes.length;
+        sessions.push(await this.rt.create(bytes, label, { arena: true }));
       }
-      return { pieces: plan, sessions };
+      return { pieces: plan, sessions, modelBytes };
     })();
     this.fused.set(key, p);
     return p;
