@@ -121,9 +121,9 @@ describe('class lists and list files', () => {
     assert.throws(() => parseClassList('a\nb\na\n', 'c.txt'), /c\.txt:3: class id 'a' is listed twice \(first on line 1\)/);
     assert.throws(() => parseClassList('\n#x\n', 'c.txt'), /lists no classes/);
     const cls = ['n0', 'n1', 'n2'];
-    assert.deepEqual(parseList('path,label\na.jpg,2\nsub/b.png,n1\n', 'l.csv', cls), [{ file: 'a.jpg', label: 2 }, { file: 'sub/b.png', label: 1 }]);
-    assert.deepEqual(parseList('ImageId,PredictionString\nv1,n2 1 2 3 4 n2 5 6 7 8\n', 'LOC.csv', cls), [{ file: 'v1', label: 2 }]);
-    assert.deepEqual(parseList('x y.png\t0\nz.webp 1\n', 'l.txt', undefined), [{ file: 'x y.png', label: 0 }, { file: 'z.webp', label: 1 }]);
+    assert.deepEqual(parseList('path,label\na.jpg,2\nsub/b.png,n1\n', 'l.csv', cls), [{ file: 'a.jpg', label: 2, line: 2 }, { file: 'sub/b.png', label: 1, line: 3 }]);
+    assert.deepEqual(parseList('ImageId,PredictionString\nv1,n2 1 2 3 4 n2 5 6 7 8\n', 'LOC.csv', cls), [{ file: 'v1', label: 2, line: 2 }]);
+    assert.deepEqual(parseList('x y.png\t0\nz.webp 1\n', 'l.txt', undefined), [{ file: 'x y.png', label: 0, line: 1 }, { file: 'z.webp', label: 1, line: 2 }]);
     assert.throws(() => parseList('a.png\t0\nb.png\tn9\n', 'l.txt', cls), /l\.txt:2: label 'n9' of b\.png is not a class index or one of the 3 class ids/);
     assert.throws(() => parseList('a.png\t5\n', 'l.txt', cls), /l\.txt:1: label 5 is past the 3 classes/);
     // A wrong id on the first line is refused, not dropped as a header.
@@ -177,6 +177,15 @@ describe('class lists and list files', () => {
     } finally {
       await flat.close();
     }
+    // A missing image is refused at open, by its line; past --limit it is not looked at.
+    writeFileSync(list, 'n07/c.webp\tn07\nn02/gone.jpg\tn02\nn02\tn02\nn07/a.jpg\t7\n');
+    await assert.rejects(openDataset(list, { preprocess: pre, classes }), (e: Error) => {
+      assert.match(e.message, /val\.tsv:2: \S+n02\/gone\.jpg does not exist \(and 1 more listed images\); paths are relative to the list's folder/);
+      return true;
+    });
+    const first = await openDataset(list, { preprocess: pre, classes, limit: 1 });
+    assert.equal(first.size, 1);
+    await first.close();
   });
 });
 

@@ -167,7 +167,7 @@ export function modelArgument(description = 'an ONNX file'): Argument {
 
 export function addDataOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--data <path>', 'labelled data: IDX, CIFAR binary, .npy/.npz or a folder of class subfolders (default for shipped models: the 1k Fashion-MNIST subset in fixtures/data)'))
+    .addOption(new Option('--data <path>', 'labelled data: IDX, CIFAR binary, .npy/.npz, a folder of class subfolders of JPEG/PNG/WebP images, or a list file (.txt/.tsv/.csv: path and label a line, paths relative to it) (default for shipped models: the 1k Fashion-MNIST subset in fixtures/data)'))
     .addOption(new Option('--resize <how>', 'image files: shorter[:N] (shorter side to N, default N = 256/224 of the input size, aspect kept), exact (stretch to the input size) or none; default shorter, but images already of the input size are left untouched'))
     .addOption(new Option('--crop <how>', 'image files: center (take the input size from the middle) or none (images must then be of the input size); default center'))
     .addOption(new Option('--classes <file>', "the model's class ids, one a line in class-index order (e.g. ImageNet synsets, sorted, for torchvision models): class folders and list labels are mapped by name"))

@@ -6,10 +6,10 @@
  * LOC_val_solution.csv's "n01751748 x y x y" reads as n01751748). A first line whose label is
  * neither and holds no digit is a header and skipped.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../errors.js';
-import { ACCEPTED, errCode } from './common.js';
+import { ACCEPTED, applyLimit, errCode } from './common.js';
 import type { Dataset, OpenOptions } from './dataset.js';
 import { openImageFiles } from './decode.js';
 
@@ -18,6 +18,8 @@ export const LIST_EXTS = new Set(['.txt', '.tsv', '.csv', '.lst']);
 export interface ListEntry {
   file: string;
   label: number;
+  /** The line of the list it is on (from 1). */
+  line: number;
 }
 
 /** Parses a list file's text; `where` names it in errors. Pure. */
@@ -44,7 +46,7 @@ export function parseList(text: string, where: string, classes: string[] | undef
     if (classes && label >= classes.length) {
       throw new UserError(`${where}:${i + 1}: label ${label} is past the ${classes.length} classes; fix the line or the class list`);
     }
-    out.push({ file: file.replace(/^"|"$/g, ''), label });
+    out.push({ file: file.replace(/^"|"$/g, ''), label, line: i + 1 });
   }
   if (!out.length) throw new UserError(`${where}: lists no images (one 'path<TAB>label' a line); ${ACCEPTED}`);
   return out;
@@ -59,6 +61,7 @@ export async function openList(file: string, opts: OpenOptions): Promise<Dataset
   }
   const entries = parseList(text, file, opts.classes ?? opts.modelClasses);
   const root = path.dirname(file);
+  await checkFiles(entries.slice(0, applyLimit(entries.length, opts.limit)), root, file);
   const named = opts.classes ?? opts.modelClasses;
   const classes = Math.max(named?.length ?? opts.classCount ?? 0, ...entries.map((e) => e.label + 1));
   return openImageFiles({
@@ -71,4 +74,29 @@ export async function openList(file: string, opts: OpenOptions): Promise<Dataset
     ...(named ? { classNames: named } : {}),
     labelNote: opts.classes ? 'labels by the class list' : 'labels as given',
   }, opts);
+}
+
+/**
+ * Refuses the first listed image that is missing or not a file, naming its line, before any
+ * decoding: otherwise it surfaced only when its batch was decoded, perhaps an hour in.
+ */
+async function checkFiles(entries: ListEntry[], root: string, where: string): Promise<void> {
+  const bad: (string | null)[] = new Array(entries.length).fill(null);
+  let next = 0;
+  const worker = async () => {
+    while (next < entries.length) {
+      const k = next++;
+      const full = path.resolve(root, entries[k]!.file);
+      try {
+        if (!(await stat(full)).isFile()) bad[k] = `${full} is not a file`;
+      } catch (e) {
+        bad[k] = errCode(e) === 'ENOENT' ? `${full} does not exist` : `cannot read ${full} (${errCode(e)})`;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  const k = bad.findIndex((b) => b !== null);
+  if (k < 0) return;
+  const more = bad.filter((b) => b !== null).length - 1;
+  throw new UserError(`${where}:${entries[k]!.line}: ${bad[k]}${more ? ` (and ${more} more listed images)` : ''}; paths are relative to the list's folder, fix the list or the files`);
 }
