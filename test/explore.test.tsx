@@ -24,6 +24,7 @@ import { BlocksView, scrollWindow } from '../src/ui/explore/BlocksView.js';
 import { errorLineText } from '../src/ui/explore/ErrorLine.js';
 import { ExploreController } from '../src/ui/explore/controller.js';
 import { actionFor, actionsFor, helpBar, jumpKey, KEYMAP, keysMarkdown, splitKeys, type KeyPress } from '../src/ui/explore/keymap.js';
+import { pointChart } from '../src/ui/explore/charts.js';
 import { Gate } from '../src/ui/explore/scheduler.js';
 import { configKey, initialState, reduce, VIEWS, type EnsemblePoint, type ExactShares, type ExploreInfo, type Measurement } from '../src/ui/explore/state.js';
 import { buildNet, randomInput } from './helpers/build.js';
@@ -669,4 +670,15 @@ test('the error line gives top-5 error beside top-1 when the model has it (more 
   const m = { error: 0.25, correct: 6, total: 8, nonFinite: 0 };
   assert.match(errorLineText({ ...s, measured: { '': { ...m, top5Error: 0.125 } } }), /^error 25\.00% \(top-5 12\.50%\) · intact network/);
   assert.doesNotMatch(errorLineText({ ...s, measured: { '': m } }), /top-5/);
+});
+
+test('a flat error curve is drawn within 0-100%, not padded past it (every configuration wrong)', () => {
+  const axis = (values: number[], o: { floor?: number; ceil?: number }) => {
+    const lines = pointChart([{ glyph: '●', values }], { width: 40, height: 5, xs: values.map((_, i) => i), format: (v) => `${(v * 100).toFixed(1)}%`, ...o });
+    return lines.map((l) => /^\s*(\S+%) ┤/.exec(l)?.[1]).filter((x) => x);
+  };
+  assert.deepEqual(axis([1, 1, 1], { floor: 0, ceil: 1 }), ['100.0%', '75.0%', '50.0%']);
+  assert.deepEqual(axis([0, 0], { floor: 0, ceil: 1 }), ['50.0%', '25.0%', '0.0%']);
+  assert.deepEqual(axis([1, 1], {}), ['150.0%', '100.0%', '50.0%'], 'unbounded values keep half a unit each way');
+  assert.deepEqual(axis([0.2, 0.6], { floor: 0, ceil: 1 }), ['60.0%', '40.0%', '20.0%'], 'a curve that is not flat spans its own range');
 });

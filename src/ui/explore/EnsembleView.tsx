@@ -64,7 +64,7 @@ export function ensembleLines(state: ExploreState, width: number, height: number
   const withTable = width - tableWidth - 3 >= 30;
   const chartWidth = withTable ? width - tableWidth - 3 : width;
   const chartHeight = Math.max(3, height - out.length - 2);
-  const chart = pointChart(series, { width: chartWidth, height: chartHeight, xs, format: (v) => pct(v, 1) });
+  const chart = pointChart(series, { width: chartWidth, height: chartHeight, xs, format: (v) => pct(v, 1), floor: 0, ceil: 1 });
   // The table right after the chart as drawn.
   const drawn = Math.min(chartWidth, Math.max(...chart.map((l) => [...l].length)));
   const blocks = withTable ? [{ lines: chart, width: drawn }, { lines: table, width: tableWidth }] : [{ lines: chart, width: drawn }];

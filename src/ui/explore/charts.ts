@@ -58,6 +58,9 @@ export interface PointChartOptions {
   format: (v: number) => string;
   min?: number;
   max?: number;
+  /** What the values can be at all (errors: 0 and 1): a flat series is padded within these. */
+  floor?: number;
+  ceil?: number;
 }
 
 /**
@@ -73,8 +76,10 @@ export function pointChart(series: PointSeries[], o: PointChartOptions): string[
   let lo = o.min ?? (all.length ? Math.min(...all) : 0);
   let hi = o.max ?? (all.length ? Math.max(...all) : 1);
   if (hi - lo < 1e-12) {
-    hi += 0.5;
-    lo -= 0.5;
+    // Flat: half a unit each way, but never past what the values can be (no error of 150%).
+    hi = Math.min(hi + 0.5, o.ceil ?? Infinity);
+    lo = Math.max(lo - 0.5, o.floor ?? -Infinity);
+    if (hi - lo < 1e-12) hi = lo + 1;
   }
   const height = Math.max(2, o.height);
   const labels = [o.format(hi), o.format((hi + lo) / 2), o.format(lo)];
